@@ -1,0 +1,1 @@
+"""The bot process: settings, dialogue core, channels, crisis layer, the `supportbot` command."""

@@ -1,0 +1,1 @@
+"""Inference: model loading, prompt building, batching scheduler, OpenAI-compatible worker and client."""

@@ -1,0 +1,1 @@
+"""Training pipeline: data readers, examples, batching, trainer on cuda / hpu / cpu, evaluation."""
