@@ -1,0 +1,49 @@
+"""Applying Alembic migrations from code, so `supportbot db upgrade`, `serve` and tests share one path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from db.engine import DatabaseUnavailable, create_engine, describe_failure
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str | URL) -> Config:
+    """An Alembic config pointing at our migrations and the given database."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", make_url(url).render_as_string(hide_password=False).replace("%", "%%"))
+    return config
+
+
+async def _run(url: str | URL, action: str, revision: str) -> None:
+    config = alembic_config(url)
+    engine = create_engine(url)
+
+    def run(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        getattr(command, action)(config, revision)
+
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(run)
+    except (OSError, OperationalError, InterfaceError) as exc:
+        raise DatabaseUnavailable(describe_failure(make_url(url), exc)) from exc
+    finally:
+        await engine.dispose()
+
+
+async def upgrade(url: str | URL, revision: str = "head") -> None:
+    """Bring the database schema up to `revision`."""
+    await _run(url, "upgrade", revision)
+
+
+async def downgrade(url: str | URL, revision: str) -> None:
+    """Take the database schema back to `revision` ("base" empties it)."""
+    await _run(url, "downgrade", revision)
