@@ -23,12 +23,20 @@ class ChatMessage:
 
 @dataclass(frozen=True, slots=True)
 class GenerationParams:
-    """Per-request overrides; None keeps the model's own generation_config defaults."""
+    """Per-request overrides; None keeps the model's own generation_config defaults.
+
+    The last four are not in OpenAI's schema; servers that take extra sampling fields (ours,
+    vLLM) honour them, and the client sends them only when set.
+    """
 
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
+    top_k: int | None = None
+    num_beams: int | None = None
+    min_tokens: int | None = None
+    no_repeat_ngram_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
