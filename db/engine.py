@@ -9,11 +9,17 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached or refused the operation."""
+
+
+# What a database failure looks like to a caller: SQLAlchemy's wrapped driver errors, plus the raw
+# OSError (connection refused, timeout) that asyncpg raises while connecting.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError)
 
 
 def _prepare_sqlite(engine: AsyncEngine) -> None:

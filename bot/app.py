@@ -1,0 +1,45 @@
+"""The bot process's one HTTP server: health, metrics, and the routes each channel mounts."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.service import Service
+from db.engine import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+SERVICE = web.AppKey("service", Service)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the database answers; the model's state is reported but does not fail the check,
+    because the crisis layer and fallback answers keep working without it."""
+    service = request.app[SERVICE]
+    model = service.dialogue.backend.model_name if service.dialogue.backend else None
+    try:
+        await service.db.ping()
+    except DatabaseUnavailable:
+        return web.json_response({"status": "error", "database": "unreachable", "model": model}, status=503)
+    return web.json_response({"status": "ok", "database": "ok", "model": model})
+
+
+async def metrics(_request: web.Request) -> web.Response:
+    response = web.Response(body=generate_latest())
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response
+
+
+def create_app(service: Service) -> web.Application:
+    """The aiohttp application with health, metrics, web chat and every configured channel."""
+    from bot.channels import web as webchat
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app[SERVICE] = service
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    webchat.mount(app, service)
+    return app

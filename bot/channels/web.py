@@ -1,0 +1,91 @@
+"""Web chat at `/`: a single page that talks to the dialogue core through a small JSON API.
+
+A browser is identified by a random cookie; nothing else about the person is stored.
+"""
+
+from __future__ import annotations
+
+import secrets
+from importlib import resources
+
+from aiohttp import web
+
+from bot.dialogue import Incoming
+from bot.service import Service
+
+CHANNEL = "web"
+COOKIE = "supportbot_session"
+MAX_BODY = 200_000
+
+_SERVICE = web.AppKey("webchat_service", Service)
+
+
+def _session_id(request: web.Request) -> str | None:
+    value = request.cookies.get(COOKIE, "")
+    return value if 16 <= len(value) <= 64 and value.isalnum() else None
+
+
+def _with_session(response: web.Response, session_id: str) -> web.Response:
+    response.set_cookie(COOKIE, session_id, max_age=365 * 24 * 3600, httponly=True, samesite="Strict")
+    return response
+
+
+async def page(_request: web.Request) -> web.Response:
+    html = resources.files("bot.channels.static").joinpath("webchat.html").read_text(encoding="utf-8")
+    return web.Response(text=html, content_type="text/html")
+
+
+async def _json_body(request: web.Request) -> dict[str, object]:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error": "body must be JSON"}', content_type="application/json") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text='{"error": "body must be a JSON object"}', content_type="application/json")
+    return body
+
+
+async def message(request: web.Request) -> web.Response:
+    """POST {"text": ..., "id": optional client message id} -> {"reply": ..., "level": ...}."""
+    body = await _json_body(request)
+    text, client_id = body.get("text"), body.get("id")
+    if not isinstance(text, str):
+        return web.json_response({"error": "'text' must be a string"}, status=400)
+    session_id = _session_id(request) or secrets.token_hex(16)
+    service = request.app[_SERVICE]
+    result = await service.dialogue.handle(
+        Incoming(
+            CHANNEL,
+            session_id,
+            text,
+            channel_message_id=str(client_id) if client_id is not None else None,
+            locale=request.headers.get("Accept-Language", "en").split(",")[0],
+        )
+    )
+    payload = {"reply": result.reply, "outcome": result.outcome, "level": result.level.name.lower()}
+    return _with_session(web.json_response(payload), session_id)
+
+
+async def reset(request: web.Request) -> web.Response:
+    session_id = _session_id(request)
+    if session_id:
+        await request.app[_SERVICE].dialogue.reset(CHANNEL, session_id)
+    return web.json_response({"ok": True})
+
+
+async def forget(request: web.Request) -> web.Response:
+    session_id = _session_id(request)
+    deleted = bool(session_id) and await request.app[_SERVICE].dialogue.forget(CHANNEL, session_id)
+    response = web.json_response({"deleted": deleted})
+    response.del_cookie(COOKIE)
+    return response
+
+
+def mount(app: web.Application, service: Service) -> None:
+    app[_SERVICE] = service
+    app.router.add_get("/", page)
+    app.router.add_post("/chat/message", message)
+    app.router.add_post("/chat/reset", reset)
+    app.router.add_post("/chat/forget", forget)

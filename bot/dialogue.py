@@ -1,0 +1,390 @@
+"""The turn: what every channel does with one user message, independent of any channel.
+
+1. Store the message (idempotent on the channel's message id) and queue behind the user's earlier ones.
+2. Ask the crisis layer; at risk, answer with the safe reply, open an escalation, alert operators.
+3. Otherwise ask the model with persona and recent history, and check its words.
+4. Store the reply in one transaction. Any failure still gives the user an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+from bot import metrics
+from bot.alerts import Alert, OperatorAlerts, excerpt
+from bot.crisis.levels import Assessment, Level
+from bot.safety import SafeReply, Safety
+from bot.settings import Settings
+from bot.texts import builtin_personas, text
+from db import repo
+from db.engine import DATABASE_ERRORS, Database
+from db.models import Conversation, Message, MessageStatus, Role, User
+from inference.api import BackendError, ChatBackend, ChatMessage, Completion, GenerationParams
+
+log = logging.getLogger(__name__)
+
+CHARS_PER_TOKEN = 4  # rough budget estimate; the backend cuts exactly with its tokenizer
+RECENT_USER_TURNS = 3  # earlier user messages the crisis layer reads as context
+_POLL_FIRST_S, _POLL_MAX_S = 0.005, 0.1
+
+
+class Outcome(StrEnum):
+    MODEL = "model"  # the model's reply
+    CRISIS = "crisis"  # the crisis layer's safe reply
+    FALLBACK = "fallback"  # the model failed; a fixed apology
+    FILTERED = "filtered"  # the model's reply was unsafe and replaced
+    OPERATOR = "operator"  # an operator holds the conversation; no bot reply
+    EMPTY = "empty"  # nothing to read
+    TOO_LONG = "too_long"
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One message from a person, as a channel hands it over."""
+
+    channel: str
+    external_id: str
+    text: str
+    channel_message_id: str | None = None
+    locale: str | None = None
+    contact: str | None = None  # a phone number; stored encrypted when a key is set
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    """What the channel sends back: `reply` is None when an operator answers instead."""
+
+    reply: str | None
+    outcome: Outcome
+    level: Level = Level.NONE
+    duplicate: bool = False  # a redelivery: the channel must not send the reply again
+    message_id: int | None = None
+    reply_id: int | None = None
+    escalation_id: int | None = None
+    assessment: Assessment | None = field(default=None, compare=False)
+
+
+class Dialogue:
+    """The channel-agnostic conversation core shared by Telegram, phone, SMS, web and terminal."""
+
+    def __init__(
+        self,
+        db: Database,
+        backend: ChatBackend | None,
+        safety: Safety,
+        settings: Settings,
+        alerts: OperatorAlerts | None = None,
+    ) -> None:
+        self.db = db
+        self.backend = backend
+        self.safety = safety
+        self.settings = settings
+        self.alerts = alerts or OperatorAlerts()
+        self._lease = timedelta(seconds=settings.turn_lease_s)
+        self.default_persona = builtin_personas()[0].key
+
+    # --- the turn ---------------------------------------------------------------------------
+
+    async def handle(self, incoming: Incoming) -> TurnResult:
+        """Answer one message; never raises for a database or model failure."""
+        started = time.perf_counter()
+        metrics.TURNS_IN_FLIGHT.inc()
+        try:
+            result = await self._handle(incoming)
+        finally:
+            metrics.TURNS_IN_FLIGHT.dec()
+        metrics.TURNS.labels(incoming.channel, result.outcome).inc()
+        metrics.TURN_SECONDS.labels(incoming.channel).observe(time.perf_counter() - started)
+        return result
+
+    async def _handle(self, incoming: Incoming) -> TurnResult:
+        body = incoming.text.strip()
+        if not body:
+            return TurnResult(text("empty", incoming.locale), Outcome.EMPTY)
+        if len(body) > self.settings.max_message_chars:
+            return TurnResult(text("too_long", incoming.locale), Outcome.TOO_LONG)
+        try:
+            message = await self._receive(incoming, body)
+        except repo.DuplicateMessage as duplicate:
+            return await self._redelivered(duplicate.message_id, incoming.locale)
+        except DATABASE_ERRORS:
+            metrics.DB_ERRORS.labels("receive").inc()
+            log.exception("database failed storing an incoming %s message", incoming.channel)
+            return await self._answer_without_database(incoming, body)
+        return await self._respond(message, incoming)
+
+    async def _receive(self, incoming: Incoming, body: str) -> Message:
+        async with self.db.transaction() as session:
+            user = await repo.get_or_create_user(
+                session, incoming.channel, incoming.external_id, locale=incoming.locale, contact=incoming.contact
+            )
+            conversation = await repo.open_conversation(session, user.id)
+            return await repo.add_user_message(session, user, conversation, body, incoming.channel_message_id)
+
+    async def _wait_for_turn(self, message: Message) -> None:
+        """Block until every earlier message of this user is answered (ordering held in the database)."""
+        delay = _POLL_FIRST_S
+        while True:
+            async with self.db.transaction() as session:
+                if await repo.blocking_message(session, message, self._lease) is None:
+                    await repo.claim(session, message.id)
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX_S)
+
+    async def _respond(self, message: Message, incoming: Incoming) -> TurnResult:
+        try:
+            await self._wait_for_turn(message)
+            async with self.db.transaction() as session:
+                user = await session.get_one(User, message.user_id)
+                conversation = await session.get_one(Conversation, message.conversation_id)
+                earlier = await repo.history(
+                    session, conversation.id, message.id, max(self.settings.history_turns, RECENT_USER_TURNS * 2)
+                )
+                persona = await repo.persona_lines(session, user, self.default_persona)
+        except DATABASE_ERRORS:
+            metrics.DB_ERRORS.labels("context").inc()
+            log.exception("database failed loading the context of message %s", message.id)
+            return await self._answer_without_database(incoming, message.text)
+
+        recent = [m.text for m in earlier if m.role == Role.USER][-RECENT_USER_TURNS:]
+        assessment = self.safety.assess(message.text, recent)
+        metrics.ASSESSMENTS.labels(assessment.level.name.lower()).inc()
+        level = max(assessment.level, Level(conversation.risk_level))
+
+        if conversation.operator is not None:
+            return await self._to_operator(message, conversation, user, level)
+        if assessment.level >= Level.CONCERN:
+            return await self._crisis(message, conversation, user, assessment, level)
+        return await self._model_reply(message, conversation, user, persona, earlier, assessment, level)
+
+    # --- the three ways a turn ends ---------------------------------------------------------
+
+    async def _model_reply(
+        self,
+        message: Message,
+        conversation: Conversation,
+        user: User,
+        persona: list[str],
+        earlier: Sequence[Message],
+        assessment: Assessment,
+        level: Level,
+    ) -> TurnResult:
+        started = time.perf_counter()
+        outcome, model_name = Outcome.MODEL, None
+        try:
+            completion = await self._complete(persona, earlier[-self.settings.history_turns :], message.text)
+            reply, model_name = completion.text.strip(), completion.model
+            if not reply:
+                outcome, reply = Outcome.FALLBACK, text("fallback", user.locale)
+            elif not self.safety.reply_is_safe(reply):
+                log.warning("output filter replaced the model's reply to message %s", message.id)
+                outcome, reply = Outcome.FILTERED, text("filtered", user.locale)
+        except BackendError as exc:
+            log.warning("inference backend failed for message %s: %s", message.id, type(exc).__name__)
+            outcome, reply = Outcome.FALLBACK, text("fallback", user.locale)
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        metrics.MODEL_SECONDS.observe(latency_ms / 1000)
+        if level >= Level.CONCERN and outcome == Outcome.MODEL:
+            # The conversation is still at risk: keep the way to a person in view.
+            reply = f"{reply}\n\n{self.safety.safe_reply(assessment, user.locale, user.country).text}"
+        try:
+            async with self.db.transaction() as session:
+                stored = await repo.add_reply(
+                    session, message, reply, model=model_name, latency_ms=latency_ms, risk_level=int(level)
+                )
+                await repo.finish(session, message.id, MessageStatus.ANSWERED, int(assessment.level))
+        except DATABASE_ERRORS:
+            return await self._store_failed(message, reply, outcome, level)
+        return TurnResult(reply, outcome, level, message_id=message.id, reply_id=stored.id, assessment=assessment)
+
+    async def _complete(self, persona: list[str], earlier: Sequence[Message], latest: str) -> Completion:
+        if self.backend is None:
+            raise BackendError("no inference backend is configured")
+        budget = self.settings.context_tokens * CHARS_PER_TOKEN - len(latest)
+        turns: list[ChatMessage] = []
+        for old in reversed(earlier):
+            budget -= len(old.text)
+            if budget < 0:
+                break
+            turns.append(ChatMessage("user" if old.role == Role.USER else "assistant", old.text))
+        messages = [ChatMessage("system", line) for line in persona]
+        messages += reversed(turns)
+        messages.append(ChatMessage("user", latest))
+        params = GenerationParams(max_tokens=self.settings.max_new_tokens)
+        try:
+            return await asyncio.wait_for(self.backend.complete(messages, params), self.settings.reply_timeout_s)
+        except TimeoutError as exc:
+            raise BackendError(f"no reply within {self.settings.reply_timeout_s}s") from exc
+
+    async def _crisis(
+        self, message: Message, conversation: Conversation, user: User, assessment: Assessment, level: Level
+    ) -> TurnResult:
+        safe = self.safety.safe_reply(assessment, user.locale, user.country)
+        reason = _reason(assessment)
+        try:
+            async with self.db.transaction() as session:
+                stored = await repo.add_reply(session, message, safe.text, risk_level=int(level))
+                await repo.finish(session, message.id, MessageStatus.ANSWERED, int(assessment.level))
+                current = await session.get_one(Conversation, conversation.id)
+                current.risk_level = max(current.risk_level, int(level))
+                escalation = await repo.active_escalation(session, conversation.id)
+                if escalation is None:
+                    escalation = await repo.open_escalation(
+                        session, current, message, level=int(level), reason=reason, helpline_shown=safe.helplines_shown
+                    )
+                    metrics.ESCALATIONS.labels(level.name.lower()).inc()
+                else:
+                    escalation.level = max(escalation.level, int(level))
+                await repo.audit(
+                    session,
+                    user_id=user.id,
+                    conversation_id=conversation.id,
+                    escalation_id=escalation.id,
+                    actor="crisis-layer",
+                    action="safe_reply",
+                    level=level.name.lower(),
+                    reason=reason,
+                    helplines=safe.helplines_shown,
+                )
+                escalation_id = escalation.id
+        except DATABASE_ERRORS:
+            metrics.DB_ERRORS.labels("crisis").inc()
+            log.exception("database failed recording the crisis turn of message %s", message.id)
+            await self._alert("escalation", user.id, conversation.id, None, level, user.channel, message.text, assessment)
+            return TurnResult(safe.text, Outcome.CRISIS, level, message_id=message.id, assessment=assessment)
+        await self._alert("escalation", user.id, conversation.id, escalation_id, level, user.channel, message.text, assessment)
+        return TurnResult(
+            safe.text,
+            Outcome.CRISIS,
+            level,
+            message_id=message.id,
+            reply_id=stored.id,
+            escalation_id=escalation_id,
+            assessment=assessment,
+        )
+
+    async def _to_operator(self, message: Message, conversation: Conversation, user: User, level: Level) -> TurnResult:
+        """An operator holds the conversation: the model stays silent and the operator sees the message."""
+        try:
+            async with self.db.transaction() as session:
+                await repo.finish(session, message.id, MessageStatus.ANSWERED, int(level))
+        except DATABASE_ERRORS:
+            metrics.DB_ERRORS.labels("operator").inc()
+            log.exception("database failed marking message %s as passed to an operator", message.id)
+        await self._alert("user_message", user.id, conversation.id, None, level, user.channel, message.text, None)
+        return TurnResult(None, Outcome.OPERATOR, level, message_id=message.id)
+
+    # --- failures and redeliveries ----------------------------------------------------------
+
+    async def _answer_without_database(self, incoming: Incoming, body: str) -> TurnResult:
+        """The database is down: the crisis layer still answers and alerts; otherwise apologise."""
+        assessment = self.safety.assess(body, ())
+        if assessment.level >= Level.CONCERN:
+            safe = self.safety.safe_reply(assessment, incoming.locale, None)
+            await self._alert("escalation", None, None, None, assessment.level, incoming.channel, body, assessment)
+            return TurnResult(safe.text, Outcome.CRISIS, assessment.level, assessment=assessment)
+        return TurnResult(text("fallback", incoming.locale), Outcome.FALLBACK, assessment.level, assessment=assessment)
+
+    async def _store_failed(self, message: Message, reply: str, outcome: Outcome, level: Level) -> TurnResult:
+        metrics.DB_ERRORS.labels("reply").inc()
+        log.exception("database failed storing the reply to message %s", message.id)
+        try:
+            async with self.db.transaction() as session:
+                await repo.finish(session, message.id, MessageStatus.FAILED, int(level))
+        except DATABASE_ERRORS:
+            log.warning("could not mark message %s as failed; its lease will expire", message.id)
+        return TurnResult(reply, outcome, level, message_id=message.id)
+
+    async def _redelivered(self, message_id: int, locale: str | None) -> TurnResult:
+        """The same channel message again: wait for the first delivery's reply and return it, marked duplicate."""
+        delay = _POLL_FIRST_S
+        deadline = time.monotonic() + self._lease.total_seconds()
+        while time.monotonic() < deadline:
+            try:
+                async with self.db.transaction() as session:
+                    original = await repo.get_message(session, message_id)
+                    reply = await repo.reply_to(session, message_id)
+            except DATABASE_ERRORS:
+                break
+            if original is None or original.status in (MessageStatus.ANSWERED, MessageStatus.FAILED):
+                return TurnResult(
+                    reply.text if reply else None,
+                    Outcome.MODEL if reply else Outcome.OPERATOR,
+                    Level(original.risk_level or 0) if original else Level.NONE,
+                    duplicate=True,
+                    message_id=message_id,
+                    reply_id=reply.id if reply else None,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX_S)
+        return TurnResult(text("fallback", locale), Outcome.FALLBACK, duplicate=True, message_id=message_id)
+
+    async def _alert(
+        self,
+        kind: str,
+        user_id: int | None,
+        conversation_id: int | None,
+        escalation_id: int | None,
+        level: Level,
+        channel: str,
+        body: str,
+        assessment: Assessment | None,
+    ) -> None:
+        tags = tuple(sorted(str(t) for t in assessment.tags)) if assessment else ()
+        await self.alerts.send(
+            Alert(kind, user_id, conversation_id, escalation_id, level.name.lower(), channel, excerpt(body), tags)
+        )
+
+    # --- commands every channel offers ------------------------------------------------------
+
+    async def reset(self, channel: str, external_id: str) -> None:
+        """Close the open conversation; the next message starts a new one with no history."""
+        async with self.db.transaction() as session:
+            user = await repo.find_user(session, channel, external_id)
+            if user is not None:
+                await repo.close_conversations(session, user.id)
+
+    async def forget(self, channel: str, external_id: str) -> bool:
+        """Delete everything stored about this person. True when there was anything."""
+        async with self.db.transaction() as session:
+            user = await repo.find_user(session, channel, external_id)
+            if user is None:
+                return False
+            await repo.delete_user(session, user.id)
+        return True
+
+    async def set_persona(self, channel: str, external_id: str, *, key: str | None = None, lines: Sequence[str] = ()) -> bool:
+        """Choose a built-in persona by key, or set the user's own lines. False for an unknown key."""
+        async with self.db.transaction() as session:
+            user = await repo.get_or_create_user(session, channel, external_id)
+            if key is not None:
+                persona = await repo.persona_by_key(session, key)
+                if persona is None:
+                    return False
+                user.persona_id, user.persona_lines = persona.id, None
+            else:
+                cleaned = [line.strip() for line in lines if line.strip()]
+                user.persona_lines = cleaned or None
+        return True
+
+    async def set_locale(self, channel: str, external_id: str, locale: str) -> None:
+        async with self.db.transaction() as session:
+            user = await repo.get_or_create_user(session, channel, external_id)
+            user.locale = locale
+
+
+def _reason(assessment: Assessment) -> str:
+    """Why an escalation was opened: rule ids and tags, never the user's words."""
+    rules = ", ".join(f"{e.component}:{e.rule_id}@{e.version}" for e in assessment.evidence) or "sticky level"
+    tags = ", ".join(sorted(str(t) for t in assessment.tags))
+    return f"{assessment.level.name.lower()} [{tags}] {rules}" if tags else f"{assessment.level.name.lower()} {rules}"
+
+
+__all__ = ["Dialogue", "Incoming", "Outcome", "SafeReply", "TurnResult"]

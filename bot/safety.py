@@ -1,0 +1,28 @@
+"""What the dialogue core asks of the crisis layer, in one small interface.
+
+The turn needs four things: an assessment of the incoming text, a safe reply for a level, a
+reminder of where to get help, and a check of the model's words before they are sent.
+`CrisisSafety` builds them from `bot.crisis`; tests may pass any object of this shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.crisis.levels import Assessment, Level
+
+
+@dataclass(frozen=True, slots=True)
+class SafeReply:
+    text: str
+    helplines_shown: str  # which resources were shown, for the audit trail
+
+
+class Safety(Protocol):
+    def assess(self, text: str, recent_user_texts: Sequence[str]) -> Assessment: ...
+
+    def safe_reply(self, assessment: Assessment, locale: str | None, country: str | None) -> SafeReply: ...
+
+    def reply_is_safe(self, text: str) -> bool: ...

@@ -1,0 +1,88 @@
+"""Wiring one bot process together: settings -> database, inference backend, crisis layer, dialogue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from bot.alerts import OperatorAlerts
+from bot.dialogue import Dialogue
+from bot.safety import Safety
+from bot.settings import Settings
+from bot.texts import builtin_personas
+from db import crypto, migrate, repo
+from db.engine import Database
+from inference.api import ChatBackend
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The process cannot start; the message is one line for the operator who started it."""
+
+
+async def open_backend(settings: Settings) -> ChatBackend | None:
+    """The worker client when INFERENCE_URL is set, else the in-process model; None if it cannot load.
+
+    A missing model does not stop the service: the crisis layer works without it and the turn
+    answers with a fallback message, so the failure is logged loudly instead.
+    """
+    if settings.inference_url:
+        from inference.client import OpenAIChatClient
+
+        return OpenAIChatClient(settings.inference_url, timeout=settings.reply_timeout_s)
+    from inference.local import InProcessBackend
+
+    try:
+        return await asyncio.to_thread(InProcessBackend.from_pretrained, settings.model)
+    except Exception as exc:
+        log.error("model %s could not be loaded (%s); replies will be fallback messages", settings.model, exc)
+        return None
+
+
+@dataclass
+class Service:
+    """Everything a channel needs, opened once per process."""
+
+    settings: Settings
+    db: Database
+    dialogue: Dialogue
+    alerts: OperatorAlerts
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        backend: ChatBackend | None = None,
+        safety: Safety | None = None,
+        load_backend: bool = True,
+    ) -> Service:
+        """Open the database (migrating it), the crisis layer and the backend; fail with one clear line."""
+        from db.engine import DatabaseUnavailable
+
+        crypto.configure(settings.encryption_key)
+        db = Database(settings.database_url)
+        try:
+            await db.ping()
+            await migrate.upgrade(settings.database_url)
+            async with db.transaction() as session:
+                specs = builtin_personas()
+                await repo.sync_personas(session, [(p.key, p.name, p.description, p.lines) for p in specs])
+        except DatabaseUnavailable as exc:
+            await db.dispose()
+            raise StartupError(str(exc)) from None
+        if safety is None:
+            from bot.crisis_safety import CrisisSafety
+
+            safety = CrisisSafety.load()
+        if backend is None and load_backend:
+            backend = await open_backend(settings)
+        alerts = OperatorAlerts()
+        return cls(settings, db, Dialogue(db, backend, safety, settings, alerts), alerts)
+
+    async def close(self) -> None:
+        if self.dialogue.backend is not None:
+            await self.dialogue.backend.aclose()
+        await self.db.dispose()

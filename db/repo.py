@@ -1,0 +1,326 @@
+"""Repository functions: every query the bot makes, each inside a session the caller's transaction owns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import (
+    AuditEvent,
+    Conversation,
+    ConversationStatus,
+    Escalation,
+    EscalationStatus,
+    Message,
+    MessageStatus,
+    Persona,
+    Role,
+    User,
+    utcnow,
+)
+
+
+class DuplicateMessage(Exception):
+    """The channel delivered a message we already stored (same channel message id)."""
+
+    def __init__(self, message_id: int) -> None:
+        super().__init__(f"message {message_id} was already received")
+        self.message_id = message_id
+
+
+# --- personas -------------------------------------------------------------------------------
+
+
+async def sync_personas(session: AsyncSession, personas: Sequence[tuple[str, str, str, list[str]]]) -> None:
+    """Insert or update the built-in personas (key, name, description, lines) shipped as data."""
+    existing = {p.key: p for p in (await session.scalars(select(Persona))).all()}
+    for key, name, description, lines in personas:
+        row = existing.get(key)
+        if row is None:
+            session.add(Persona(key=key, name=name, description=description, lines=list(lines)))
+        else:
+            row.name, row.description, row.lines = name, description, list(lines)
+
+
+async def list_personas(session: AsyncSession) -> list[Persona]:
+    return list((await session.scalars(select(Persona).order_by(Persona.id))).all())
+
+
+async def persona_by_key(session: AsyncSession, key: str) -> Persona | None:
+    return await session.scalar(select(Persona).where(Persona.key == key))
+
+
+async def persona_lines(session: AsyncSession, user: User, default_key: str) -> list[str]:
+    """The lines the model speaks as: the user's own, their chosen persona, or the default."""
+    if user.persona_lines:
+        return list(user.persona_lines)
+    persona = await session.get(Persona, user.persona_id) if user.persona_id else None
+    persona = persona or await persona_by_key(session, default_key)
+    return list(persona.lines) if persona else []
+
+
+# --- users and conversations ----------------------------------------------------------------
+
+
+async def find_user(session: AsyncSession, channel: str, external_id: str) -> User | None:
+    return await session.scalar(select(User).where(User.channel == channel, User.external_id == external_id))
+
+
+async def get_or_create_user(
+    session: AsyncSession, channel: str, external_id: str, *, locale: str | None = None, contact: str | None = None
+) -> User:
+    """The user for a channel identity; safe against two first messages racing to create it."""
+    user = await find_user(session, channel, external_id)
+    if user is not None:
+        if locale and not user.locale:
+            user.locale = locale
+        return user
+    try:
+        async with session.begin_nested():
+            user = User(channel=channel, external_id=external_id, locale=locale, contact=contact)
+            session.add(user)
+    except IntegrityError:
+        user = await find_user(session, channel, external_id)
+        assert user is not None, "a user that violated the unique key must exist"
+    return user
+
+
+async def open_conversation(session: AsyncSession, user_id: int) -> Conversation:
+    """The user's open conversation, created when there is none (one open per user, by index)."""
+    query = select(Conversation).where(
+        Conversation.user_id == user_id, Conversation.status == ConversationStatus.OPEN
+    )
+    conversation = await session.scalar(query)
+    if conversation is not None:
+        return conversation
+    try:
+        async with session.begin_nested():
+            conversation = Conversation(user_id=user_id, status=ConversationStatus.OPEN)
+            session.add(conversation)
+    except IntegrityError:
+        conversation = await session.scalar(query)
+        assert conversation is not None
+    return conversation
+
+
+async def close_conversations(session: AsyncSession, user_id: int) -> int:
+    """Close the user's open conversation so the next message starts afresh."""
+    result = await session.execute(
+        update(Conversation)
+        .where(Conversation.user_id == user_id, Conversation.status == ConversationStatus.OPEN)
+        .values(status=ConversationStatus.CLOSED, closed_at=utcnow())
+    )
+    return result.rowcount or 0
+
+
+async def delete_user(session: AsyncSession, user_id: int) -> None:
+    """Delete the user; foreign keys cascade to every row about them."""
+    await session.execute(delete(User).where(User.id == user_id))
+
+
+# --- messages and the per-user turn queue ----------------------------------------------------
+
+
+async def add_user_message(
+    session: AsyncSession, user: User, conversation: Conversation, text: str, channel_message_id: str | None
+) -> Message:
+    """Store an incoming message as pending; raise DuplicateMessage on a redelivery."""
+    if channel_message_id is not None:
+        existing = await session.scalar(
+            select(Message).where(Message.user_id == user.id, Message.channel_message_id == channel_message_id)
+        )
+        if existing is not None:
+            raise DuplicateMessage(existing.id)
+    message = Message(
+        conversation_id=conversation.id,
+        user_id=user.id,
+        role=Role.USER,
+        text=text,
+        channel_message_id=channel_message_id,
+        status=MessageStatus.PENDING,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(message)
+    except IntegrityError:
+        existing = await session.scalar(
+            select(Message).where(Message.user_id == user.id, Message.channel_message_id == channel_message_id)
+        )
+        assert existing is not None
+        raise DuplicateMessage(existing.id) from None
+    return message
+
+
+async def blocking_message(session: AsyncSession, message: Message, lease: timedelta) -> Message | None:
+    """The oldest unfinished earlier message of the same user, if any still holds the queue.
+
+    Turns of one user run in message-id order across all processes. A message whose turn was
+    claimed (or queued) longer than `lease` ago belongs to a process that died; it stops blocking.
+    """
+    cutoff = utcnow() - lease
+    return await session.scalar(
+        select(Message)
+        .where(
+            Message.user_id == message.user_id,
+            Message.role == Role.USER,
+            Message.id < message.id,
+            or_(
+                (Message.status == MessageStatus.PROCESSING) & (Message.claimed_at > cutoff),
+                (Message.status == MessageStatus.PENDING) & (Message.created_at > cutoff),
+            ),
+        )
+        .order_by(Message.id)
+        .limit(1)
+    )
+
+
+async def claim(session: AsyncSession, message_id: int) -> None:
+    await session.execute(
+        update(Message)
+        .where(Message.id == message_id)
+        .values(status=MessageStatus.PROCESSING, claimed_at=utcnow())
+    )
+
+
+async def finish(session: AsyncSession, message_id: int, status: MessageStatus, risk_level: int | None) -> None:
+    await session.execute(
+        update(Message).where(Message.id == message_id).values(status=status, risk_level=risk_level)
+    )
+
+
+async def get_message(session: AsyncSession, message_id: int) -> Message | None:
+    return await session.get(Message, message_id)
+
+
+async def reply_to(session: AsyncSession, message_id: int) -> Message | None:
+    """The bot's (or an operator's) reply to a user message."""
+    return await session.scalar(select(Message).where(Message.reply_to_id == message_id).order_by(Message.id).limit(1))
+
+
+async def add_reply(
+    session: AsyncSession,
+    to: Message,
+    text: str,
+    *,
+    role: Role = Role.BOT,
+    model: str | None = None,
+    latency_ms: int | None = None,
+    risk_level: int | None = None,
+) -> Message:
+    reply = Message(
+        conversation_id=to.conversation_id,
+        user_id=to.user_id,
+        role=role,
+        text=text,
+        reply_to_id=to.id,
+        model=model,
+        latency_ms=latency_ms,
+        risk_level=risk_level,
+    )
+    session.add(reply)
+    await session.flush()
+    return reply
+
+
+async def add_message(session: AsyncSession, conversation: Conversation, role: Role, text: str) -> Message:
+    """A message outside the turn (an operator writing, a system note)."""
+    message = Message(conversation_id=conversation.id, user_id=conversation.user_id, role=role, text=text)
+    session.add(message)
+    await session.flush()
+    return message
+
+
+async def history(session: AsyncSession, conversation_id: int, before_id: int, limit: int) -> list[Message]:
+    """The latest `limit` finished messages before a user message, oldest first, each reply right
+    after the message it answers (a reply's id can be higher than later queued user messages)."""
+    position = func.coalesce(Message.reply_to_id, Message.id)
+    rows = await session.scalars(
+        select(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            position < before_id,
+            or_(Message.role != Role.USER, Message.status == MessageStatus.ANSWERED),
+        )
+        .order_by(position.desc(), Message.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(rows.all()))
+
+
+async def set_feedback(session: AsyncSession, message_id: int, value: int) -> bool:
+    result = await session.execute(
+        update(Message).where(Message.id == message_id, Message.role == Role.BOT).values(feedback=value)
+    )
+    return bool(result.rowcount)
+
+
+# --- escalations and audit -------------------------------------------------------------------
+
+
+async def open_escalation(
+    session: AsyncSession,
+    conversation: Conversation,
+    message: Message,
+    *,
+    level: int,
+    reason: str,
+    helpline_shown: str | None,
+) -> Escalation:
+    escalation = Escalation(
+        user_id=conversation.user_id,
+        conversation_id=conversation.id,
+        message_id=message.id,
+        level=level,
+        reason=reason,
+        status=EscalationStatus.OPEN,
+        helpline_shown=helpline_shown,
+        alert_count=0,
+    )
+    session.add(escalation)
+    await session.flush()
+    return escalation
+
+
+async def active_escalation(session: AsyncSession, conversation_id: int) -> Escalation | None:
+    return await session.scalar(
+        select(Escalation)
+        .where(Escalation.conversation_id == conversation_id, Escalation.status != EscalationStatus.RESOLVED)
+        .order_by(Escalation.id.desc())
+        .limit(1)
+    )
+
+
+async def audit(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    actor: str,
+    action: str,
+    conversation_id: int | None = None,
+    escalation_id: int | None = None,
+    **detail: Any,
+) -> None:
+    session.add(
+        AuditEvent(
+            user_id=user_id,
+            conversation_id=conversation_id,
+            escalation_id=escalation_id,
+            actor=actor,
+            action=action,
+            detail=detail,
+        )
+    )
+
+
+def since(moment: datetime | None) -> float:
+    """Seconds since a stored timestamp (SQLite returns naive UTC datetimes)."""
+    if moment is None:
+        return float("inf")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (utcnow() - moment).total_seconds()

@@ -1,0 +1,58 @@
+"""Test doubles for the inference backend and the crisis layer, for tests about the turn's mechanics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from bot.crisis.levels import Assessment, Evidence, Level
+from bot.safety import SafeReply
+from inference.api import BackendError, ChatMessage, Completion, GenerationParams
+
+
+class EchoBackend:
+    """Answers 'echo: <last user text>' and records every prompt it was given."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls: list[list[ChatMessage]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.fail = False
+
+    @property
+    def model_name(self) -> str:
+        return "echo"
+
+    async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self.calls.append(list(messages))
+            await asyncio.sleep(self.delay)
+            if self.fail:
+                raise BackendError("backend down")
+            return Completion(f"echo: {messages[-1].content}", "echo", 1, 1)
+        finally:
+            self.in_flight -= 1
+
+    async def aclose(self) -> None:
+        pass
+
+
+class KeywordSafety:
+    """A crisis-layer double for tests about the turn's mechanics: 'CRISIS' in the text is a crisis."""
+
+    def __init__(self) -> None:
+        self.unsafe_words = ("UNSAFE",)
+
+    def assess(self, text: str, recent_user_texts: Sequence[str]) -> Assessment:
+        if "CRISIS" in text:
+            return Assessment(Level.CRISIS, evidence=(Evidence("test", "keyword", "1"),))
+        return Assessment(Level.NONE)
+
+    def safe_reply(self, assessment: Assessment, locale: str | None, country: str | None) -> SafeReply:
+        return SafeReply("You matter. Please call 112 or a helpline now.", "test-helpline")
+
+    def reply_is_safe(self, text: str) -> bool:
+        return not any(word in text for word in self.unsafe_words)
