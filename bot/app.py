@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -33,6 +36,17 @@ async def metrics(_request: web.Request) -> web.Response:
     return response
 
 
+async def _realerts(app: web.Application) -> AsyncIterator[None]:
+    """Re-alert operators about unacknowledged escalations while the server runs."""
+    service = app[SERVICE]
+    after = service.settings.realert_after_s
+    task = asyncio.create_task(service.handoff.run_realerts(interval_s=min(30.0, after / 2), older_than_s=after))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(service: Service) -> web.Application:
     """The aiohttp application with health, metrics, web chat and every configured channel."""
     from bot.channels import web as webchat
@@ -41,5 +55,6 @@ def create_app(service: Service) -> web.Application:
     app[SERVICE] = service
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.cleanup_ctx.append(_realerts)
     webchat.mount(app, service)
     return app

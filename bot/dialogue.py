@@ -24,7 +24,7 @@ from bot.settings import Settings
 from bot.texts import builtin_personas, text
 from db import repo
 from db.engine import DATABASE_ERRORS, Database
-from db.models import Conversation, Message, MessageStatus, Role, User
+from db.models import Conversation, Message, MessageStatus, Role, User, utcnow
 from inference.api import BackendError, ChatBackend, ChatMessage, Completion, GenerationParams
 
 log = logging.getLogger(__name__)
@@ -242,6 +242,8 @@ class Dialogue:
                     metrics.ESCALATIONS.labels(level.name.lower()).inc()
                 else:
                     escalation.level = max(escalation.level, int(level))
+                escalation.alert_count += 1
+                escalation.last_alert_at = utcnow()
                 await repo.audit(
                     session,
                     user_id=user.id,

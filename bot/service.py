@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bot.alerts import OperatorAlerts
 from bot.dialogue import Dialogue
+from bot.handoff import Handoff
 from bot.safety import Safety
 from bot.settings import Settings
 from bot.texts import builtin_personas
@@ -49,6 +50,7 @@ class Service:
     db: Database
     dialogue: Dialogue
     alerts: OperatorAlerts
+    handoff: Handoff
 
     @classmethod
     async def start(
@@ -80,7 +82,7 @@ class Service:
         if backend is None and load_backend:
             backend = await open_backend(settings)
         alerts = OperatorAlerts()
-        return cls(settings, db, Dialogue(db, backend, safety, settings, alerts), alerts)
+        return cls(settings, db, Dialogue(db, backend, safety, settings, alerts), alerts, Handoff(db, alerts))
 
     async def close(self) -> None:
         if self.dialogue.backend is not None:

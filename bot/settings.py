@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     reply_timeout_s: float = Field(30.0, gt=0, description="how long a turn waits for the model")
     turn_lease_s: float = Field(120.0, gt=0, description="after this a turn abandoned by a dead process stops blocking")
     max_new_tokens: int = Field(60, ge=1, le=1024)
+    realert_after_s: float = Field(300.0, gt=0, description="re-alert operators about an escalation nobody acknowledged")
     log_level: str = "INFO"
 
     @field_validator("database_url")

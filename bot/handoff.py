@@ -1,0 +1,208 @@
+"""Human handoff: operators take over a conversation, write to the user, and release it.
+
+These functions are the whole operator workflow; the Telegram operator chat and the web console are
+thin front-ends over them. Every step is written to the audit trail in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from bot.alerts import Alert, OperatorAlerts
+from bot.crisis.levels import Level
+from db import repo
+from db.engine import DATABASE_ERRORS, Database
+from db.models import Conversation, Escalation, EscalationStatus, Role, User, utcnow
+
+log = logging.getLogger(__name__)
+
+Sender = Callable[[str, str], Awaitable[None]]  # (external_id, text)
+
+
+class Handoff:
+    """Operator actions on conversations and escalations."""
+
+    def __init__(self, db: Database, alerts: OperatorAlerts) -> None:
+        self.db = db
+        self.alerts = alerts
+        self._senders: dict[str, Sender] = {}
+
+    def register_sender(self, channel: str, send: Sender) -> None:
+        """How to push a text to one of a channel's users (channels that can push: Telegram, SMS)."""
+        self._senders[channel] = send
+
+    async def take(self, conversation_id: int, operator: str) -> bool:
+        """The operator holds the conversation: the model stays silent until release."""
+        async with self.db.transaction() as session:
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is None:
+                return False
+            conversation.operator, conversation.taken_over_at = operator, utcnow()
+            escalation = await repo.active_escalation(session, conversation_id)
+            if escalation is not None and escalation.status == EscalationStatus.OPEN:
+                escalation.status, escalation.operator = EscalationStatus.ACKNOWLEDGED, operator
+                escalation.acknowledged_at = utcnow()
+            await repo.audit(
+                session,
+                user_id=conversation.user_id,
+                conversation_id=conversation_id,
+                escalation_id=escalation.id if escalation else None,
+                actor=operator,
+                action="take",
+                level=Level(conversation.risk_level).name.lower(),
+            )
+        return True
+
+    async def release(self, conversation_id: int, operator: str) -> bool:
+        """Hand the conversation back to the bot."""
+        async with self.db.transaction() as session:
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is None or conversation.operator is None:
+                return False
+            conversation.operator = None
+            await repo.audit(
+                session, user_id=conversation.user_id, conversation_id=conversation_id, actor=operator, action="release"
+            )
+        return True
+
+    async def say(self, conversation_id: int, operator: str, text: str) -> bool:
+        """Store an operator's message and deliver it through the user's own channel."""
+        if not text.strip():
+            return False
+        async with self.db.transaction() as session:
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is None:
+                return False
+            user = await session.get_one(User, conversation.user_id)
+            send = self._senders.get(user.channel)
+            if send is None:
+                log.warning("channel %s cannot deliver operator messages", user.channel)
+                return False
+            await repo.add_message(session, conversation, Role.OPERATOR, text)
+            await repo.audit(
+                session, user_id=user.id, conversation_id=conversation_id, actor=operator, action="operator_message"
+            )
+            external_id = user.external_id
+        await send(external_id, text)
+        return True
+
+    async def request_human(self, channel: str, external_id: str) -> int | None:
+        """The user asked for a person: open (or reuse) an escalation and alert operators."""
+        async with self.db.transaction() as session:
+            user = await repo.get_or_create_user(session, channel, external_id)
+            conversation = await repo.open_conversation(session, user.id)
+            escalation = await repo.active_escalation(session, conversation.id)
+            if escalation is None:
+                escalation = Escalation(
+                    user_id=user.id,
+                    conversation_id=conversation.id,
+                    level=conversation.risk_level,
+                    reason="user asked for a person",
+                    status=EscalationStatus.OPEN,
+                    alert_count=0,
+                )
+                session.add(escalation)
+                await session.flush()
+            escalation.alert_count += 1
+            escalation.last_alert_at = utcnow()
+            await repo.audit(
+                session,
+                user_id=user.id,
+                conversation_id=conversation.id,
+                escalation_id=escalation.id,
+                actor="user",
+                action="human_requested",
+            )
+            alert = Alert(
+                "human_requested",
+                user.id,
+                conversation.id,
+                escalation.id,
+                Level(conversation.risk_level).name.lower(),
+                channel,
+                "",
+            )
+        await self.alerts.send(alert)
+        return alert.escalation_id
+
+    async def acknowledge(self, escalation_id: int, operator: str) -> bool:
+        return await self._set_status(escalation_id, operator, EscalationStatus.ACKNOWLEDGED)
+
+    async def resolve(self, escalation_id: int, operator: str, lower_to: Level | None = None) -> bool:
+        """Close an escalation; only here can the conversation's sticky risk level go down."""
+        return await self._set_status(escalation_id, operator, EscalationStatus.RESOLVED, lower_to)
+
+    async def _set_status(
+        self, escalation_id: int, operator: str, status: EscalationStatus, lower_to: Level | None = None
+    ) -> bool:
+        async with self.db.transaction() as session:
+            escalation = await session.get(Escalation, escalation_id)
+            if escalation is None:
+                return False
+            escalation.status, escalation.operator = status, operator
+            if status == EscalationStatus.ACKNOWLEDGED:
+                escalation.acknowledged_at = utcnow()
+            else:
+                escalation.resolved_at = utcnow()
+            detail: dict[str, object] = {"status": str(status)}
+            if lower_to is not None:
+                conversation = await session.get_one(Conversation, escalation.conversation_id)
+                conversation.risk_level = min(conversation.risk_level, int(lower_to))
+                detail["level_lowered_to"] = lower_to.name.lower()
+            await repo.audit(
+                session,
+                user_id=escalation.user_id,
+                conversation_id=escalation.conversation_id,
+                escalation_id=escalation.id,
+                actor=operator,
+                action=str(status),
+                **detail,
+            )
+        return True
+
+    async def realert_overdue(self, older_than_s: float) -> int:
+        """Alert again about every escalation still open (unacknowledged) after `older_than_s`."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        alerts: list[Alert] = []
+        async with self.db.transaction() as session:
+            overdue = await session.scalars(
+                select(Escalation).where(
+                    Escalation.status == EscalationStatus.OPEN,
+                    (Escalation.last_alert_at.is_(None) & (Escalation.created_at < cutoff))
+                    | (Escalation.last_alert_at < cutoff),
+                )
+            )
+            for escalation in overdue:
+                user = await session.get_one(User, escalation.user_id)
+                escalation.alert_count += 1
+                escalation.last_alert_at = utcnow()
+                await repo.audit(
+                    session,
+                    user_id=escalation.user_id,
+                    conversation_id=escalation.conversation_id,
+                    escalation_id=escalation.id,
+                    actor="system",
+                    action="realert",
+                    alert_count=escalation.alert_count,
+                )
+                level = Level(escalation.level).name.lower()
+                alerts.append(
+                    Alert("realert", user.id, escalation.conversation_id, escalation.id, level, user.channel, "")
+                )
+        for alert in alerts:
+            await self.alerts.send(alert)
+        return len(alerts)
+
+    async def run_realerts(self, interval_s: float, older_than_s: float) -> None:
+        """Background loop: re-alert unacknowledged escalations until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.realert_overdue(older_than_s)
+            except DATABASE_ERRORS:
+                log.exception("re-alert pass failed; trying again in %.0fs", interval_s)
