@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from typing import NamedTuple
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import metrics
 from bot.alerts import Alert, OperatorAlerts, excerpt
@@ -70,6 +73,16 @@ class TurnResult:
     assessment: Assessment | None = field(default=None, compare=False)
 
 
+class _Turn(NamedTuple):
+    """A claimed message with everything needed to answer it."""
+
+    message: Message
+    user: User
+    conversation: Conversation
+    earlier: list[Message]
+    persona: list[str]
+
+
 class Dialogue:
     """The channel-agnostic conversation core shared by Telegram, phone, SMS, web and terminal."""
 
@@ -110,49 +123,61 @@ class Dialogue:
         if len(body) > self.settings.max_message_chars:
             return TurnResult(text("too_long", incoming.locale), Outcome.TOO_LONG)
         try:
-            message = await self._receive(incoming, body)
+            turn = await self._receive(incoming, body)
         except repo.DuplicateMessage as duplicate:
             return await self._redelivered(duplicate.message_id, incoming.locale)
         except DATABASE_ERRORS:
             metrics.DB_ERRORS.labels("receive").inc()
             log.exception("database failed storing an incoming %s message", incoming.channel)
             return await self._answer_without_database(incoming, body)
-        return await self._respond(message, incoming)
+        if isinstance(turn, Message):  # queued behind the same user's earlier messages
+            try:
+                turn = await self._wait_for_turn(turn)
+            except DATABASE_ERRORS:
+                metrics.DB_ERRORS.labels("queue").inc()
+                log.exception("database failed while message %s waited for its turn", turn.id)
+                return await self._answer_without_database(incoming, body)
+        return await self._respond(turn)
 
-    async def _receive(self, incoming: Incoming, body: str) -> Message:
+    async def _receive(self, incoming: Incoming, body: str) -> _Turn | Message:
+        """Store the message; when nothing of this user's is ahead of it, claim it and load its context
+        in the same transaction (the common case costs one transaction before the model is asked)."""
         async with self.db.transaction() as session:
             user = await repo.get_or_create_user(
                 session, incoming.channel, incoming.external_id, locale=incoming.locale, contact=incoming.contact
             )
+            await repo.lock_user(session, user.id)
             conversation = await repo.open_conversation(session, user.id)
-            return await repo.add_user_message(session, user, conversation, body, incoming.channel_message_id)
+            message = await repo.add_user_message(session, user, conversation, body, incoming.channel_message_id)
+            return await self._claim(session, message) or message
 
-    async def _wait_for_turn(self, message: Message) -> None:
-        """Block until every earlier message of this user is answered (ordering held in the database)."""
+    async def _wait_for_turn(self, message: Message) -> _Turn:
+        """Poll until every earlier message of this user is finished (the order lives in the database,
+        so it holds across bot replicas), then claim this one."""
         delay = _POLL_FIRST_S
         while True:
-            async with self.db.transaction() as session:
-                if await repo.blocking_message(session, message, self._lease) is None:
-                    await repo.claim(session, message.id)
-                    return
             await asyncio.sleep(delay)
+            async with self.db.transaction() as session:
+                await repo.lock_user(session, message.user_id)
+                turn = await self._claim(session, message)
+            if turn is not None:
+                return turn
             delay = min(delay * 2, _POLL_MAX_S)
 
-    async def _respond(self, message: Message, incoming: Incoming) -> TurnResult:
-        try:
-            await self._wait_for_turn(message)
-            async with self.db.transaction() as session:
-                user = await session.get_one(User, message.user_id)
-                conversation = await session.get_one(Conversation, message.conversation_id)
-                earlier = await repo.history(
-                    session, conversation.id, message.id, max(self.settings.history_turns, RECENT_USER_TURNS * 2)
-                )
-                persona = await repo.persona_lines(session, user, self.default_persona)
-        except DATABASE_ERRORS:
-            metrics.DB_ERRORS.labels("context").inc()
-            log.exception("database failed loading the context of message %s", message.id)
-            return await self._answer_without_database(incoming, message.text)
+    async def _claim(self, session: AsyncSession, message: Message) -> _Turn | None:
+        if await repo.blocking_message(session, message, self._lease) is not None:
+            return None
+        await repo.claim(session, message.id)
+        user = await session.get_one(User, message.user_id)
+        conversation = await session.get_one(Conversation, message.conversation_id)
+        earlier = await repo.history(
+            session, conversation.id, message.id, max(self.settings.history_turns, RECENT_USER_TURNS * 2)
+        )
+        persona = await repo.persona_lines(session, user, self.default_persona)
+        return _Turn(message, user, conversation, earlier, persona)
 
+    async def _respond(self, turn: _Turn) -> TurnResult:
+        message, user, conversation, earlier, persona = turn
         recent = [m.text for m in earlier if m.role == Role.USER][-RECENT_USER_TURNS:]
         assessment = self.safety.assess(message.text, recent)
         metrics.ASSESSMENTS.labels(assessment.level.name.lower()).inc()

@@ -90,6 +90,15 @@ async def get_or_create_user(
     return user
 
 
+async def lock_user(session: AsyncSession, user_id: int) -> None:
+    """Serialise one user's queue operations until the transaction ends.
+
+    On PostgreSQL this row lock makes "store a message, then check what is ahead of it" atomic, so
+    message ids are handed out in queue order; SQLite's BEGIN IMMEDIATE already serialises writers.
+    """
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
 async def open_conversation(session: AsyncSession, user_id: int) -> Conversation:
     """The user's open conversation, created when there is none (one open per user, by index)."""
     query = select(Conversation).where(
