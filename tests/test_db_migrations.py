@@ -1,0 +1,67 @@
+"""Migrations upgrade from empty, downgrade, upgrade again, and match the ORM exactly."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from db import migrate
+from db.engine import Database, DatabaseUnavailable
+from db.models import Base
+
+
+async def _tables(url: str) -> set[str]:
+    database = Database(url)
+    async with database.engine.connect() as connection:
+        names = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+    await database.dispose()
+    return names - {"alembic_version"}
+
+
+async def _diff(url: str) -> list[object]:
+    database = Database(url)
+    async with database.engine.connect() as connection:
+        diff = await connection.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata)
+        )
+    await database.dispose()
+    return diff
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    url = request.getfixturevalue("postgres_server")
+    asyncio.run(migrate.downgrade(url, "base"))
+    return url
+
+
+def test_upgrade_downgrade_upgrade_matches_the_models(empty_url: str) -> None:
+    asyncio.run(migrate.upgrade(empty_url))
+    assert asyncio.run(_tables(empty_url)) == set(Base.metadata.tables)
+    assert asyncio.run(_diff(empty_url)) == []
+    asyncio.run(migrate.downgrade(empty_url, "base"))
+    assert asyncio.run(_tables(empty_url)) == set()
+    asyncio.run(migrate.upgrade(empty_url))
+    assert asyncio.run(_diff(empty_url)) == []
+
+
+async def test_sqlite_runs_with_wal_and_foreign_keys(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    async with database.engine.connect() as connection:
+        assert (await connection.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+        assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+    await database.dispose()
+
+
+def test_unreachable_database_is_one_clear_error() -> None:
+    with pytest.raises(DatabaseUnavailable) as caught:
+        asyncio.run(migrate.upgrade("postgresql+asyncpg://someone:secret@127.0.0.1:1/nowhere"))
+    message = str(caught.value)
+    assert "127.0.0.1:1/nowhere" in message and "secret" not in message and "\n" not in message

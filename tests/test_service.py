@@ -1,0 +1,125 @@
+"""The bot process: start-up errors, /healthz and /metrics, the terminal chat surviving a restart, encryption at rest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import text
+
+from bot.app import create_app
+from bot.channels.terminal import TerminalChat
+from bot.service import Service, StartupError
+from bot.settings import Settings
+from bot.dialogue import Incoming
+from db import crypto
+from db.engine import Database
+from tests.doubles import EchoBackend, KeywordSafety
+
+
+async def start(settings: Settings) -> Service:
+    return await Service.start(settings, backend=EchoBackend(), safety=KeywordSafety())
+
+
+async def test_unreachable_database_stops_start_up_with_one_line() -> None:
+    settings = Settings(database_url="postgresql+asyncpg://postgres:hunter2@127.0.0.1:1/none")
+    with pytest.raises(StartupError) as caught:
+        await start(settings)
+    assert "cannot use database postgresql+asyncpg://postgres:***@127.0.0.1:1/none" in str(caught.value)
+
+
+def test_serve_with_a_bad_setting_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    env = {**os.environ, "SUPPORTBOT_DATABASE_URL": "oracle://x/y"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "supportbot: invalid setting SUPPORTBOT_DATABASE_URL: unknown driver 'oracle'; "
+        "use one of sqlite+aiosqlite, postgresql+asyncpg"
+    ]
+
+
+def test_serve_with_a_dead_database_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    env = {**os.environ, "SUPPORTBOT_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "cannot use database" in done.stderr
+
+
+async def test_health_metrics_and_web_chat(settings: Settings) -> None:
+    service = await start(settings)
+    async with TestClient(TestServer(create_app(service))) as client:
+        health = await client.get("/healthz")
+        assert health.status == 200 and (await health.json())["database"] == "ok"
+        page = await client.get("/")
+        assert page.status == 200 and "not a person" in await page.text()
+        reply = await client.post("/chat/message", json={"text": "hello", "id": "m1"})
+        assert (await reply.json())["reply"] == "echo: hello"
+        again = await client.post("/chat/message", json={"text": "hello", "id": "m1"})
+        assert (await again.json())["reply"] == "echo: hello"
+        assert (await client.post("/chat/message", data="{nope")).status == 400
+        assert (await client.post("/chat/message", json={"text": 5})).status == 400
+        metrics = await client.get("/metrics")
+        body = await metrics.text()
+        assert 'supportbot_turns_total{channel="web",outcome="model"}' in body
+        forgotten = await client.post("/chat/forget")
+        assert (await forgotten.json())["deleted"] is True
+    await service.close()
+
+
+async def test_health_reports_a_dead_database(settings: Settings) -> None:
+    service = await start(settings)
+    working = service.db
+    service.db = Database("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+    try:
+        async with TestClient(TestServer(create_app(service))) as client:
+            health = await client.get("/healthz")
+            assert health.status == 503 and (await health.json())["database"] == "unreachable"
+    finally:
+        await service.db.dispose()
+        service.db = working
+        await service.close()
+
+
+async def test_terminal_chat_conversation_survives_a_restart(settings: Settings) -> None:
+    output: list[str] = []
+    first = await start(settings)
+    chat = TerminalChat(first.dialogue, user="olga", write=output.append)
+    for line in ["/persona coach", "my name is Olga", "/persona"]:
+        assert await chat.handle_line(line)
+    assert not await chat.handle_line("/quit")
+    await first.close()
+
+    second = await start(settings)
+    backend = second.dialogue.backend
+    chat = TerminalChat(second.dialogue, user="olga", write=output.append)
+    await chat.handle_line("do you remember me?")
+    prompt = [(m.role, m.content) for m in backend.calls[-1]]  # type: ignore[union-attr]
+    assert ("user", "my name is Olga") in prompt and ("assistant", "echo: my name is Olga") in prompt
+    assert ("system", "i speak slowly and simply.") in prompt  # the coach persona is remembered too
+    await chat.handle_line("/forget")
+    await chat.handle_line("anyone?")
+    assert [m.content for m in backend.calls[-1] if m.role != "system"] == ["anyone?"]  # type: ignore[union-attr]
+    assert output[-1] == "bot> echo: anyone?"
+    await second.close()
+
+
+async def test_message_text_is_encrypted_at_rest_with_a_key(settings: Settings) -> None:
+    service = await start(settings.model_copy(update={"encryption_key": "correct horse battery staple"}))
+    try:
+        result = await service.dialogue.handle(Incoming("t", "u", "my secret"))
+        async with service.db.transaction() as session:
+            raw = (await session.execute(text("SELECT text FROM messages WHERE id = :i"), {"i": result.message_id})).scalar()
+        assert raw.startswith("enc:v1:") and "secret" not in raw
+        assert result.reply == "echo: my secret"
+    finally:
+        await service.close()
+        crypto.configure(None)
