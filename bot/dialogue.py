@@ -27,7 +27,7 @@ from bot.settings import Settings
 from bot.texts import builtin_personas, text
 from db import repo
 from db.engine import DATABASE_ERRORS, Database
-from db.models import Conversation, Message, MessageStatus, Role, User, utcnow
+from db.models import Conversation, Message, MessageStatus, Role, User
 from inference.api import BackendError, ChatBackend, ChatMessage, Completion, GenerationParams
 
 log = logging.getLogger(__name__)
@@ -267,13 +267,9 @@ class Dialogue:
                     metrics.ESCALATIONS.labels(level.name.lower()).inc()
                 else:
                     escalation.level = max(escalation.level, int(level))
-                escalation.alert_count += 1
-                escalation.last_alert_at = utcnow()
-                await repo.audit(
+                await repo.record_alert(
                     session,
-                    user_id=user.id,
-                    conversation_id=conversation.id,
-                    escalation_id=escalation.id,
+                    escalation,
                     actor="crisis-layer",
                     action="safe_reply",
                     level=level.name.lower(),

@@ -98,26 +98,10 @@ class Handoff:
             conversation = await repo.open_conversation(session, user.id)
             escalation = await repo.active_escalation(session, conversation.id)
             if escalation is None:
-                escalation = Escalation(
-                    user_id=user.id,
-                    conversation_id=conversation.id,
-                    level=conversation.risk_level,
-                    reason="user asked for a person",
-                    status=EscalationStatus.OPEN,
-                    alert_count=0,
+                escalation = await repo.open_escalation(
+                    session, conversation, None, level=conversation.risk_level, reason="user asked for a person"
                 )
-                session.add(escalation)
-                await session.flush()
-            escalation.alert_count += 1
-            escalation.last_alert_at = utcnow()
-            await repo.audit(
-                session,
-                user_id=user.id,
-                conversation_id=conversation.id,
-                escalation_id=escalation.id,
-                actor="user",
-                action="human_requested",
-            )
+            await repo.record_alert(session, escalation, actor="user", action="human_requested")
             alert = Alert(
                 "human_requested",
                 user.id,
@@ -179,16 +163,8 @@ class Handoff:
             )
             for escalation in overdue:
                 user = await session.get_one(User, escalation.user_id)
-                escalation.alert_count += 1
-                escalation.last_alert_at = utcnow()
-                await repo.audit(
-                    session,
-                    user_id=escalation.user_id,
-                    conversation_id=escalation.conversation_id,
-                    escalation_id=escalation.id,
-                    actor="system",
-                    action="realert",
-                    alert_count=escalation.alert_count,
+                await repo.record_alert(
+                    session, escalation, actor="system", action="realert", alert_count=escalation.alert_count + 1
                 )
                 level = Level(escalation.level).name.lower()
                 alerts.append(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.crisis.levels import Assessment, Level
+from bot.crisis.levels import Assessment
 
 
 @dataclass(frozen=True, slots=True)

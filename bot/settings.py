@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     turn_lease_s: float = Field(120.0, gt=0, description="after this a turn abandoned by a dead process stops blocking")
     max_new_tokens: int = Field(60, ge=1, le=1024)
     realert_after_s: float = Field(300.0, gt=0, description="re-alert operators about an escalation nobody acknowledged")
+    telegram_max_rate: float = Field(30.0, ge=0, description="Bot API messages/s overall (Telegram's limit); 0 = none")
+    telegram_chat_rate: float = Field(1.0, gt=0, description="messages/s to one chat, after a burst of telegram_chat_burst")
+    telegram_chat_burst: int = Field(3, ge=1, description="messages sent to one chat back to back before pacing starts")
+    telegram_concurrent_updates: int = Field(256, ge=1, description="Telegram updates handled at once (of different chats)")
     log_level: str = "INFO"
 
     @field_validator("database_url")

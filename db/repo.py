@@ -274,16 +274,16 @@ async def set_feedback(session: AsyncSession, message_id: int, value: int) -> bo
 async def open_escalation(
     session: AsyncSession,
     conversation: Conversation,
-    message: Message,
+    message: Message | None,
     *,
     level: int,
     reason: str,
-    helpline_shown: str | None,
+    helpline_shown: str | None = None,
 ) -> Escalation:
     escalation = Escalation(
         user_id=conversation.user_id,
         conversation_id=conversation.id,
-        message_id=message.id,
+        message_id=message.id if message else None,
         level=level,
         reason=reason,
         status=EscalationStatus.OPEN,
@@ -293,6 +293,21 @@ async def open_escalation(
     session.add(escalation)
     await session.flush()
     return escalation
+
+
+async def record_alert(session: AsyncSession, escalation: Escalation, *, actor: str, action: str, **detail: Any) -> None:
+    """Count an alert about an escalation (re-alerts are timed from it) and audit why it was sent."""
+    escalation.alert_count += 1
+    escalation.last_alert_at = utcnow()
+    await audit(
+        session,
+        user_id=escalation.user_id,
+        conversation_id=escalation.conversation_id,
+        escalation_id=escalation.id,
+        actor=actor,
+        action=action,
+        **detail,
+    )
 
 
 async def active_escalation(session: AsyncSession, conversation_id: int) -> Escalation | None:

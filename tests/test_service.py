@@ -13,9 +13,9 @@ from sqlalchemy import text
 
 from bot.app import create_app
 from bot.channels.terminal import TerminalChat
+from bot.dialogue import Incoming
 from bot.service import Service, StartupError
 from bot.settings import Settings
-from bot.dialogue import Incoming
 from db import crypto
 from db.engine import Database
 from tests.doubles import EchoBackend, KeywordSafety
