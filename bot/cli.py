@@ -14,8 +14,9 @@ Registrar = Callable[[argparse._SubParsersAction, argparse._SubParsersAction], N
 
 def _registrars() -> list[Registrar]:
     from bot import commands
+    from training import commands as training_commands
 
-    return [commands.register]
+    return [commands.register, training_commands.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

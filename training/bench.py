@@ -1,0 +1,146 @@
+"""`supportbot bench train`: what token-budget batching buys, on the same data and model in one run.
+
+Throughput — non-padding tokens per second of training steps (forward, backward, AdamW) with
+  token-budget batches vs fixed-size batches padded to the longest and padded to a 128 block, each
+  fixed size chosen so that an epoch has as many batches as with the token budget (same examples
+  per step on average), each variant starting from the same weights.
+Quality — the untrained model's validation perplexity, then the same number of steps with the
+  pipeline (ResponseTrainer, token-budget batches) and with a plain reference (HF Trainer, default
+  padding collator, fixed batches of that same size): validation loss reached and wall time of each.
+The machine is shared: the load average is printed beside the figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import DataCollatorForSeq2Seq, Trainer
+
+from training.batching import BatchPlan, padding_fraction
+from training.collate import Collator
+from training.config import RunConfig
+from training.evaluation import loss_metrics, response_nll
+from training.examples import Example, fit_to_block
+from training.pipeline import Prepared, make_trainer, prepare, training_arguments
+
+WARMUP_STEPS = 2
+BLOCK = 128
+
+
+def _variants(p: Prepared) -> dict[str, tuple[list[Example], BatchPlan]]:
+    """The three batchings over one example set, with equal batch counts per epoch."""
+    budget = p.train_plan if p.config.batching.mode == "token_budget" else BatchPlan(
+        [e.lengths(p.family) for e in p.train], p.config.batching.model_copy(update={"mode": "token_budget"}), seed=p.config.seed)
+    size = max(1, round(len(p.train) / len(budget)))
+    fixed = p.config.batching.model_copy(update={"mode": "fixed", "batch_size": size})
+    static = p.config.batching.model_copy(update={"mode": "static", "batch_size": size, "block_size": BLOCK,
+                                                  "pad_to_multiple_of": BLOCK, "overflow": "truncate"})
+    blocked = fit_to_block(p.train, p.family, BLOCK, "truncate")
+    return {
+        "token_budget": (p.train, budget),
+        "fixed_longest": (p.train, BatchPlan([e.lengths(p.family) for e in p.train], fixed, seed=p.config.seed)),
+        f"fixed_{BLOCK}": (blocked, BatchPlan([e.lengths(p.family) for e in blocked], static, seed=p.config.seed)),
+    }
+
+
+def _real_tokens(batch: dict[str, torch.Tensor], seq2seq: bool) -> int:
+    real = int(batch["attention_mask"].sum())
+    return real + int((batch["labels"] != -100).sum()) if seq2seq else real
+
+
+def _throughput(p: Prepared, start: dict[str, torch.Tensor], examples: list[Example], plan: BatchPlan,
+                steps: int) -> dict[str, Any]:
+    model = p.model
+    model.load_state_dict(start)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=p.config.train.learning_rate)
+    collate = Collator(p.family, p.tokenizer.pad_token_id, plan.multiple)
+    seq2seq = p.family == "seq2seq"
+    tokens = 0
+    began = 0.0
+    for i, indices in enumerate(itertools.islice(itertools.cycle(list(plan)), steps + WARMUP_STEPS)):
+        if i == WARMUP_STEPS:
+            began = time.perf_counter()
+        batch = collate([examples[j] for j in indices])
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if i >= WARMUP_STEPS:
+            tokens += _real_tokens(batch, seq2seq)
+    seconds = time.perf_counter() - began
+    return {"tokens_per_s": tokens / seconds, "padding_fraction": padding_fraction(plan), "batches_per_epoch": len(plan),
+            "examples": len(examples), "steps": steps, "seconds": seconds}
+
+
+def _val_loss(p: Prepared) -> dict[str, float]:
+    batches = (p.collator([p.validation[i] for i in b]) for b in p.eval_plan)
+    return loss_metrics(*response_nll(p.model, batches, p.family == "causal"))
+
+
+def _quality(p: Prepared, start: dict[str, torch.Tensor], steps: int, batch_size: int) -> dict[str, Any]:
+    p.model.load_state_dict(start)
+    untrained = _val_loss(p)
+    results: dict[str, Any] = {"steps": steps, "untrained": untrained}
+    with tempfile.TemporaryDirectory() as tmp:
+        args = training_arguments(p.config.model_copy(update={"run_dir": Path(tmp)}))
+        args.max_steps, args.save_strategy, args.eval_strategy, args.report_to = steps, "no", "no", []
+        args.per_device_train_batch_size, args.disable_tqdm = batch_size, True
+        for name in ("pipeline", "reference"):
+            p.model.load_state_dict(start)
+            if name == "pipeline":
+                trainer: Trainer = make_trainer(replace(p, args=args), metrics_log=None)
+            else:
+                rows = [dict(zip(("input_ids", "labels"), e.causal())) if p.family == "causal" else
+                        {"input_ids": list(e.prompt), "labels": list(e.response)} for e in p.train]
+                trainer = Trainer(model=p.model, args=args, train_dataset=rows,
+                                  data_collator=DataCollatorForSeq2Seq(p.tokenizer, p.model), processing_class=p.tokenizer)
+            began = time.perf_counter()
+            trainer.train()
+            results[name] = {"seconds": time.perf_counter() - began, **_val_loss(p)}
+    return results
+
+
+def run_bench(config: RunConfig, steps: int, quality_steps: int) -> dict[str, Any]:
+    """All figures of `supportbot bench train` as one dict."""
+    torch.manual_seed(config.seed)
+    load_before = os.getloadavg()[0]
+    p = prepare(config)
+    start = copy.deepcopy(p.model.state_dict())
+    variants = _variants(p)
+    throughput = {name: _throughput(p, start, examples, plan, steps) for name, (examples, plan) in variants.items()}
+    base = throughput["token_budget"]["tokens_per_s"]
+    for name, figures in throughput.items():
+        figures["token_budget_speedup"] = base / figures["tokens_per_s"]
+    result: dict[str, Any] = {
+        "config": config.name, "family": p.family, "device": "cpu", "threads": torch.get_num_threads(),
+        "max_tokens": config.batching.max_tokens, "fixed_batch_size": variants["fixed_longest"][1].config.batch_size,
+        "throughput": throughput,
+    }
+    if quality_steps:
+        result["quality"] = _quality(p, start, quality_steps, result["fixed_batch_size"])
+    result["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
+    return result
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = [f"bench train: {result['config']} ({result['family']}), {result['threads']} threads, "
+             f"token budget {result['max_tokens']}, fixed batch size {result['fixed_batch_size']}"]
+    for name, f in result["throughput"].items():
+        lines.append(f"  {name:<14} {f['tokens_per_s']:>9,.0f} non-pad tokens/s  padding {f['padding_fraction']:6.1%}  "
+                     f"token budget is x{f['token_budget_speedup']:.2f}")
+    if q := result.get("quality"):
+        lines.append(f"  quality over {q['steps']} steps: untrained val ppl {q['untrained']['eval_perplexity']:.1f}")
+        for name in ("pipeline", "reference"):
+            lines.append(f"    {name:<9} val loss {q[name]['eval_loss']:.3f} (ppl {q[name]['eval_perplexity']:.1f}) "
+                         f"in {q[name]['seconds']:.1f} s")
+    load = result["load_average"]
+    lines.append(f"  load average (1 min): {load['before']:.2f} before, {load['after']:.2f} after")
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""Write the model directory the worker and the bot load: weights, tokenizer, generation_config,
+metrics.json and a short model card. Written to a side directory and swapped in whole, so a
+crash never leaves a directory that looks complete (the Makefile checks for config.json)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from transformers import GenerationConfig, PreTrainedModel
+
+from inference.generation import family_defaults
+from inference.prompt import Family
+from training.modeling import for_serving
+
+
+def generation_config(family: Family, model: PreTrainedModel, tokenizer: Any, overrides: dict[str, Any]) -> GenerationConfig:
+    """The family's decoding recipe (inference.generation), the run's overrides, and the model's special ids."""
+    ids = dict(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+               bos_token_id=getattr(model.config, "bos_token_id", None))
+    if family == "seq2seq":
+        ids |= dict(decoder_start_token_id=model.config.decoder_start_token_id,
+                    forced_eos_token_id=getattr(model.config, "forced_eos_token_id", None))
+    return GenerationConfig(**(family_defaults(family) | overrides | ids))
+
+
+def model_card(metrics: dict[str, Any], samples: list[dict[str, str]]) -> str:
+    data = "\n".join(f"- `{s['path']}` ({s['format']}): {s['dialogues']} dialogues, {s['skipped']} malformed records skipped"
+                     for s in metrics["data"]["sources"])
+    shown = "\n".join(f"- **{s['prompt']}** — {s['reply']}" for s in samples[:5])
+    start, end = metrics["initial"], metrics["final"]
+    return f"""# {metrics['name']}
+
+An empathetic support-chat model for supportbot ({metrics['family']}, {metrics['parameters']:,} parameters),
+{'fine-tuned from `' + metrics['base'] + '`' if metrics['base'] else 'trained from scratch with a BPE tokenizer trained on its data'}.
+
+## Data
+{data}
+
+{metrics['data']['train_examples']} training and {metrics['data']['validation_examples']} validation examples
+(context of {metrics['data']['context_turns']} turns plus persona; loss on response tokens only).
+
+## Training
+{metrics['steps']} steps ({metrics['epochs']:.1f} epochs) on {metrics['hardware']} ({metrics['device']}, {metrics['precision']},
+{metrics['world_size']} process(es)) in {metrics['train_seconds']:.0f} s; batching: {metrics['batching']['mode']}.
+
+## Evaluation (validation, response tokens)
+| | loss | perplexity |
+| --- | --- | --- |
+| before training | {start['eval_loss']:.3f} | {start['eval_perplexity']:.1f} |
+| after training | {end['eval_loss']:.3f} | {end['eval_perplexity']:.1f} |
+
+Sample replies (more in the run folder):
+{shown}
+
+## Use and limits
+Loads with `AutoTokenizer` and `AutoModelFor{'Seq2SeqLM' if metrics['family'] == 'seq2seq' else 'CausalLM'}.from_pretrained`;
+decoding defaults are in `generation_config.json`. It is a listener, not a counsellor: supportbot's crisis layer,
+not this model, handles risk and hands people to humans.
+"""
+
+
+def export(model: PreTrainedModel, tokenizer: Any, family: Family, out: Path, metrics: dict[str, Any],
+           samples: list[dict[str, str]], generation: GenerationConfig) -> Path:
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    serving = for_serving(model)
+    serving.generation_config = generation
+    serving.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    (partial / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (partial / "README.md").write_text(model_card(metrics, samples), encoding="utf-8")
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    return out

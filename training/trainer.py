@@ -1,0 +1,75 @@
+"""HF Trainer with the pipeline's batch plans, token-weighted evaluation and the optional distractor head."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import Trainer, TrainerCallback
+
+from training.batching import BatchPlan
+from training.evaluation import loss_metrics, response_nll
+
+
+class ResponseTrainer(Trainer):
+    """Trains on BatchPlan batches (token budget / fixed / static) instead of a fixed per-device size.
+
+    Accelerate shards the plan's batches across processes (each rank takes every world-size-th batch),
+    and the Trainer calls `set_epoch` on the plan, so DDP ranks and resumed runs see the same order.
+    """
+
+    def __init__(self, *args: Any, train_plan: BatchPlan, eval_plan: BatchPlan, shift_labels: bool,
+                 mc_weight: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.train_plan = train_plan
+        self.eval_plan = eval_plan
+        self.shift_labels = shift_labels
+        self.mc_weight = mc_weight
+        if mc_weight is not None:
+            # Our combined loss is a per-batch mean: let the Trainer scale it for gradient accumulation.
+            self.model_accepts_loss_kwargs = False
+
+    def get_train_dataloader(self) -> DataLoader:
+        loader = DataLoader(self.train_dataset, batch_sampler=self.train_plan, collate_fn=self.data_collator,
+                            num_workers=self.args.dataloader_num_workers)
+        return self.accelerator.prepare(loader)
+
+    def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        if self.mc_weight is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        outputs = model(**inputs)
+        loss = outputs.loss + self.mc_weight * outputs.mc_loss
+        return (loss, outputs) if return_outputs else loss
+
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Token-weighted loss over this rank's share of the validation batches, summed over ranks."""
+        batches = list(self.eval_plan)[self.args.process_index :: self.args.world_size]
+        with self.autocast_smart_context_manager():
+            total, count = response_nll(
+                self.model, (self._prepare_inputs(self.data_collator([self.eval_dataset[i] for i in b])) for b in batches),
+                self.shift_labels)
+        sums = torch.tensor([total, count], dtype=torch.float64, device=self.args.device)
+        if self.args.world_size > 1:
+            sums = self.accelerator.reduce(sums, reduction="sum")
+        metrics = loss_metrics(float(sums[0]), int(sums[1]), metric_key_prefix)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+class JsonlMetrics(TrainerCallback):
+    """Appends every logged dict (loss, lr, eval metrics) as one JSON line, for plots and CI."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero and logs:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"time": round(time.time(), 3), "step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
