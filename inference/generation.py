@@ -31,19 +31,31 @@ def family_defaults(family: Family) -> dict[str, Any]:
 
 
 def apply_family_defaults(config: GenerationConfig, family: Family) -> GenerationConfig:
-    """Fill in the family's defaults where the model's generation_config leaves a field unset."""
+    """Fill in the family's defaults where the model's generation_config leaves a field unset.
+
+    Lengths are kept as new-token counts: a seq2seq `max_length` (decoder start included) becomes
+    `max_new_tokens`; a causal one counts the prompt too, which means nothing for a chat whose
+    prompt varies, so it is dropped (as is a causal `min_length`).
+    """
+    if config.max_length is not None:
+        if family == "seq2seq" and config.max_new_tokens is None:
+            config.max_new_tokens = config.max_length - 1
+        config.max_length = None
+    if family == "causal":
+        config.min_length = None
     for key, value in family_defaults(family).items():
         if getattr(config, key, None) is None:
             setattr(config, key, value)
     return config
 
 
-def request_config(base: GenerationConfig, params: GenerationParams, max_new_tokens: int) -> GenerationConfig:
+def request_config(
+    base: GenerationConfig, family: Family, params: GenerationParams, max_new_tokens: int
+) -> GenerationConfig:
     """The model's config with one request's overrides. temperature 0 means deterministic
     decoding (greedy, or beam search when the model or request asks for beams)."""
     config = copy.deepcopy(base)
     config.max_new_tokens = max_new_tokens
-    config.max_length = None
     if params.temperature is not None:
         config.do_sample = params.temperature > 0
         if config.do_sample:
@@ -54,13 +66,23 @@ def request_config(base: GenerationConfig, params: GenerationParams, max_new_tok
         config.top_k = params.top_k
     if params.num_beams is not None:
         config.num_beams = params.num_beams
-    if params.min_tokens is not None:
-        config.min_new_tokens = params.min_tokens
-        config.min_length = None
+    if params.min_tokens is not None:  # seq2seq lengths count the decoder start token
+        if family == "seq2seq":
+            config.min_length = params.min_tokens + 1
+        else:
+            config.min_new_tokens = params.min_tokens
     if params.no_repeat_ngram_size is not None:
         config.no_repeat_ngram_size = params.no_repeat_ngram_size
+    # A minimum above the maximum would only make transformers warn and stop at the maximum.
+    if config.min_length is not None:
+        config.min_length = min(config.min_length, max_new_tokens + (1 if family == "seq2seq" else 0))
+    if config.min_new_tokens is not None:
+        config.min_new_tokens = min(config.min_new_tokens, max_new_tokens)
+    # Knobs the chosen mode ignores go back to transformers' neutral values (which it accepts silently).
     if not config.do_sample:
-        config.temperature = config.top_p = config.top_k = None
+        config.temperature, config.top_p, config.top_k = 1.0, 1.0, 50
+    if (config.num_beams or 1) == 1:
+        config.early_stopping, config.length_penalty = False, 1.0
     return config
 
 

@@ -1,0 +1,235 @@
+"""The model engine: loads a chat model and runs one batch of `generate` with the right padding.
+
+Padding is what makes a batched answer equal the lone one. Causal models (DialoGPT) are padded
+on the left so every row's newest token sits at the end, with an explicit attention mask (their
+pad and turn separator are both EOS, so a mask inferred from pad ids would hide the turn
+breaks) and explicit position ids that start at 0 on each row's first real token. Encoder-decoder
+models (BlenderBot) learn absolute positions from index 0, so their encoder input is padded on
+the right.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedModel,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+from transformers.generation.streamers import BaseStreamer
+
+from inference.api import ChatMessage, GenerationParams
+from inference.device import pick_device, pick_dtype
+from inference.generation import apply_family_defaults, request_config
+from inference.prompt import Family, PromptBuilder, default_prompt_budget, family_of, split_messages
+
+log = logging.getLogger(__name__)
+
+RANDOM_PREFIX = "random:"
+HPU_PAD_MULTIPLE = 32  # Gaudi compiles a graph per input shape; bucketing lengths bounds their number
+
+TokenCallback = Callable[[int, int], None]  # (row, token id), called from the generation thread
+
+
+class ModelLoadError(Exception):
+    """The model or its tokenizer could not be loaded; the message names what was asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """One row's reply. completion_tokens counts what the model produced, the final EOS included."""
+
+    token_ids: list[int]
+    text: str
+    finish_reason: Literal["stop", "length"]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Engine:
+    """A loaded model with its tokenizer, prompt builder and decoding defaults."""
+
+    def __init__(
+        self, model: PreTrainedModel, tokenizer: Any, *, name: str, prompt_budget: int | None = None
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.family: Family = family_of(model.config)
+        self.device = model.device
+        config = model.config
+        self.max_positions = int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions"))
+        self.prompts = PromptBuilder(tokenizer, self.family, prompt_budget or default_prompt_budget(self.family, config))
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token  # DialoGPT/GPT-2 ship without one; the mask makes it safe
+        self.pad_id: int = tokenizer.pad_token_id
+        self.eos_id: int = tokenizer.eos_token_id
+        self.generation_config: GenerationConfig = apply_family_defaults(model.generation_config, self.family)
+        if self.generation_config.pad_token_id is None:
+            self.generation_config.pad_token_id = self.pad_id
+        if self.generation_config.eos_token_id is None:
+            self.generation_config.eos_token_id = self.eos_id
+        self._pad_multiple = HPU_PAD_MULTIPLE if self.device.type == "hpu" else 1
+        self._generate_extras: dict[str, Any] = (
+            dict(lazy_mode=True, hpu_graphs=True) if self.device.type == "hpu" else {}
+        )
+
+    def prompt_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The model input for a chat, in the shared training/serving format."""
+        persona, turns = split_messages(messages)
+        return self.prompts.prompt_ids(persona, turns)
+
+    def request(self, params: GenerationParams, prompt_len: int) -> tuple[GenerationConfig, int]:
+        """The decoding config for one request and its new-token limit, capped to the model's window."""
+        wanted = params.max_tokens or self.generation_config.max_new_tokens or 64
+        room = self.max_positions - (prompt_len if self.family == "causal" else 1)
+        limit = max(1, min(wanted, room))
+        return request_config(self.generation_config, self.family, params, limit), limit
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        config: GenerationConfig,
+        limits: Sequence[int],
+        *,
+        seed: int | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> list[Generated]:
+        """Run one `generate` call for rows that share `config`; each row stops at its own limit."""
+        inputs = self._pad(prompts)
+        start = inputs["input_ids"].shape[1] if self.family == "causal" else 1  # seq2seq: after decoder start
+        beams = (config.num_beams or 1) > 1
+        if not beams:
+            config = copy.deepcopy(config)
+            config.max_new_tokens = max(limits)
+        stopping = StoppingCriteriaList([] if beams else [_RowLimits(start, limits, self.device)])
+        streamer = _RowStreamer(on_token) if on_token and not beams else None
+        if seed is not None:
+            torch.manual_seed(seed)
+        output = self.model.generate(
+            **inputs, generation_config=config, stopping_criteria=stopping, streamer=streamer, **self._generate_extras
+        )
+        rows = output[:, start:].tolist()
+        return [self._finish(row, len(prompt), limit) for row, prompt, limit in zip(rows, prompts, limits)]
+
+    def _pad(self, prompts: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+        width = max(len(p) for p in prompts)
+        width = -(-width // self._pad_multiple) * self._pad_multiple
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            span = slice(width - len(prompt), width) if self.family == "causal" else slice(0, len(prompt))
+            ids[row, span] = torch.tensor(prompt, dtype=torch.long)
+            mask[row, span] = 1
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        if self.family == "causal":
+            inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+        return {key: value.to(self.device) for key, value in inputs.items()}
+
+    def _finish(self, row: list[int], prompt_tokens: int, limit: int) -> Generated:
+        row = row[:limit]
+        if self.eos_id in row:
+            tokens = row[: row.index(self.eos_id)]
+            reason: Literal["stop", "length"] = "stop"
+        else:
+            tokens, reason = row, "length"
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        produced = len(tokens) + (reason == "stop")
+        return Generated(tokens, text, reason, prompt_tokens, produced)
+
+
+class _RowLimits(StoppingCriteria):
+    """Marks each row done at its own new-token limit, so short and long requests share a batch."""
+
+    def __init__(self, start: int, limits: Sequence[int], device: torch.device) -> None:
+        self.start = start
+        self.limits = torch.tensor(list(limits), device=device)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        return (input_ids.shape[1] - self.start) >= self.limits
+
+
+class _RowStreamer(BaseStreamer):
+    """Hands each row's new token to a callback as it is decoded (the first put is the prompt)."""
+
+    def __init__(self, on_token: TokenCallback) -> None:
+        self.on_token = on_token
+        self.seen_prompt = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.seen_prompt:
+            self.seen_prompt = True
+            return
+        for row, token in enumerate(value.reshape(-1).tolist()):
+            self.on_token(row, token)
+
+    def end(self) -> None:
+        pass
+
+
+def load_model(
+    model: str,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    int8: bool = False,
+    prompt_budget: int | None = None,
+) -> Engine:
+    """Load a hub id, a local directory (the training pipeline's output included) or a
+    `random:<size>` synthetic model; raise ModelLoadError naming `model` when that fails."""
+    target = pick_device(device)
+    precision = pick_dtype(target, dtype)
+    if int8 and target.type != "cpu":
+        raise ModelLoadError(f"cannot load model {model!r} with int8: dynamic quantization runs on CPU only")
+    if int8 and precision != torch.float32:
+        raise ModelLoadError(f"cannot load model {model!r} with int8: it quantizes an fp32 model, not {precision}")
+    try:
+        network, tokenizer = _load(model, target, precision)
+    except Exception as exc:  # every failure below is reported the same way: what, and why
+        raise ModelLoadError(f"cannot load model {model!r}: {type(exc).__name__}: {exc}") from exc
+    if int8:
+        from inference.quantize import quantize_int8
+
+        network = quantize_int8(network)
+    log.info("loaded %s (%s) on %s as %s%s", model, family_of(network.config), target, precision, " int8" if int8 else "")
+    return Engine(network, tokenizer, name=model, prompt_budget=prompt_budget)
+
+
+def _looks_like_path(model: str) -> bool:
+    """Hub ids are "name" or "org/name"; anything else (absolute, ./, ~, deeper) is a local path."""
+    return model.startswith((".", "/", "~")) or model.count("/") > 1 or Path(model).exists()
+
+
+def _load(model: str, device: torch.device, dtype: torch.dtype) -> tuple[PreTrainedModel, Any]:
+    if model.startswith(RANDOM_PREFIX):
+        from inference.synthetic import build_model
+
+        network, tokenizer = build_model(model[len(RANDOM_PREFIX) :])
+        return network.to(device=device, dtype=dtype), tokenizer
+    if _looks_like_path(model) and not Path(model).is_dir():
+        raise FileNotFoundError("no such model directory")
+    if device.type == "hpu":
+        from optimum.habana.transformers.modeling_utils import adapt_transformers_to_gaudi
+
+        adapt_transformers_to_gaudi()
+    config = AutoConfig.from_pretrained(model)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    loader = AutoModelForSeq2SeqLM if family_of(config) == "seq2seq" else AutoModelForCausalLM
+    network = loader.from_pretrained(model, config=config, dtype=dtype).to(device)
+    if device.type == "hpu":
+        from habana_frameworks.torch.hpu import wrap_in_hpu_graph
+
+        network = wrap_in_hpu_graph(network)
+    return network, tokenizer
