@@ -18,6 +18,7 @@ _TELEGRAM_TOKEN = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{30,}$")
 _WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _TWILIO_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+_MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 _HTTP_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 
 
@@ -66,6 +67,13 @@ class Settings(BaseSettings):
     telegram_chat_rate: float = Field(1.0, gt=0, description="messages/s to one chat, after a burst of telegram_chat_burst")
     telegram_chat_burst: int = Field(3, ge=1, description="messages sent to one chat back to back before pacing starts")
     telegram_concurrent_updates: int = Field(256, ge=1, description="Telegram updates handled at once (of different chats)")
+    twilio_sms_from: str | None = Field(None, description="number or Messaging Service SID operators' SMS come from")
+    twilio_voice: str | None = Field(None, description="text-to-speech voice for every language (else bot/data/twilio.yaml)")
+    twilio_speech_model: str | None = Field(None, description="<Gather> speechModel for every language (else twilio.yaml)")
+    twilio_speech_timeout_s: int = Field(2, ge=1, le=10, description="pause that ends a caller's utterance")
+    twilio_listen_s: int = Field(7, ge=1, le=60, description="how long a caller may stay silent before a reprompt")
+    twilio_hold_after_s: float = Field(1.2, gt=0, le=10, description="a spoken turn not ready by then gets a holding phrase")
+    twilio_max_holds: int = Field(8, ge=0, le=30, description="holding redirects before apologising and listening again")
     log_level: str = "INFO"
 
     @field_validator("database_url")
@@ -117,6 +125,13 @@ class Settings(BaseSettings):
     def _check_hotline(cls, value: str | None) -> str | None:
         if value and not _E164.match(value):
             raise ValueError("must be a phone number in E.164 form, e.g. +380800500335")
+        return value or None
+
+    @field_validator("twilio_sms_from")
+    @classmethod
+    def _check_sms_from(cls, value: str | None) -> str | None:
+        if value and not (_E164.match(value) or _MESSAGING_SERVICE_SID.match(value)):
+            raise ValueError("must be a phone number in E.164 form or a Messaging Service SID ('MG' + 32 hex digits)")
         return value or None
 
     @cached_property

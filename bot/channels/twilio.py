@@ -1,0 +1,66 @@
+"""The Twilio channel in the bot's HTTP server: phone calls and SMS, on when TWILIO_ACCOUNT_SID and
+TWILIO_AUTH_TOKEN are set. Routes are signature-checked (twilio_security), voice lives in twilio_voice,
+SMS in twilio_sms; this module wires them to the service and starts/stops their background parts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from twilio.http import AsyncHttpClient
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from bot.channels.twilio_callers import CHANNEL
+from bot.channels.twilio_security import MAX_FORM_BYTES, webhook
+from bot.channels.twilio_sms import SmsLine, SmsSender
+from bot.channels.twilio_texts import phone_texts
+from bot.channels.twilio_turns import CallTurns
+from bot.channels.twilio_voice import VoiceLine
+from bot.service import Service
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MAX_FORM_BYTES", "mount"]
+
+
+def mount(app: web.Application, service: Service, *, http_client: AsyncHttpClient | None = None) -> None:
+    """Add the Twilio routes when the channel is configured. `http_client` replaces Twilio's REST transport
+    (tests); operators' SMS go out only when TWILIO_SMS_FROM names the number or Messaging Service."""
+    settings = service.settings
+    if not settings.twilio_enabled:
+        return
+    assert settings.twilio_account_sid and settings.twilio_auth_token
+    texts = phone_texts()
+    turns = CallTurns(service.dialogue, service.db)
+    voice = VoiceLine(settings, service.dialogue, turns, texts, sms_reaches_callers=bool(settings.twilio_sms_from))
+    sms = SmsLine(service.dialogue, service.handoff, texts)
+    validator = RequestValidator(settings.twilio_auth_token)
+    routes = {
+        "/twilio/voice": voice.call,
+        "/twilio/voice/gather": voice.gather,
+        "/twilio/voice/pickup": voice.pickup,
+        "/twilio/voice/dial-status": voice.dial_status,
+        "/twilio/voice/status": voice.status,
+        "/twilio/sms": sms.message,
+    }
+    for path, handler in routes.items():
+        route = path.removeprefix("/twilio/")
+        app.router.add_post(path, webhook(route, handler, validator, settings.public_url))
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        owned: AsyncTwilioHttpClient | None = None  # the REST transport made here (in the running loop) and closed here
+        if settings.twilio_sms_from:
+            transport = http_client or (owned := AsyncTwilioHttpClient())
+            rest = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=transport)
+            service.handoff.register_sender(CHANNEL, SmsSender(service.db, rest, settings.twilio_sms_from).send)
+        else:
+            log.info("SUPPORTBOT_TWILIO_SMS_FROM is not set: operators cannot write to callers by SMS")
+        yield
+        await turns.aclose()
+        if owned is not None:
+            await owned.close()
+
+    app.cleanup_ctx.append(lifecycle)
