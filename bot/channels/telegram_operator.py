@@ -1,0 +1,251 @@
+"""The operator chat (OPERATOR_CHAT_ID): escalation alerts in, take-over / answer / release out.
+
+Alerts carry a `#conv<id>` tag, so an operator answers a person by replying to the alert (the id is
+read back from the replied-to text, which survives restarts and works with several replicas).
+Alerts are sent in the background: a person's crisis reply must never wait on the operator chat's
+flood limit (groups get about 20 messages a minute).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, ReactionTypeEmoji, Update, User
+from telegram.error import TelegramError
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
+
+from bot.alerts import Alert
+from bot.channels.telegram_send import send_text
+from bot.channels.telegram_text import tg_text
+from bot.crisis.levels import Level
+from bot.handoff import Handoff
+from bot.metrics import ALERT_FAILURES
+from db.engine import DATABASE_ERRORS
+
+log = logging.getLogger(__name__)
+
+LEVEL_ICONS = {"emergency": "🆘", "crisis": "🔴", "concern": "🟠", "distress": "🟡", "none": "⚪"}
+DRAIN_S = 10.0  # how long shutdown waits for alerts still being sent
+
+_CONVERSATION_TAG = re.compile(r"#conv(\d+)\b")
+_BUTTON_DATA = re.compile(r"^op:(take|ack):(\d+)$")
+_LOWER_TO = {"none": Level.NONE, "distress": Level.DISTRESS, "concern": Level.CONCERN}
+
+Context = ContextTypes.DEFAULT_TYPE
+
+
+def format_alert(alert: Alert) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The alert message and its buttons; the excerpt is the only part of the person's words shown."""
+    icon = LEVEL_ICONS.get(alert.level, "⚠️")
+    quoted = f"“{alert.excerpt}”" if alert.excerpt else ""
+    if alert.kind == "user_message":
+        return tg_text(
+            "operator_user_message", conversation=alert.conversation_id, level=alert.level, excerpt=quoted
+        ), None
+    fields = {
+        "icon": icon,
+        "title": _title(alert.kind),
+        "level": alert.level,
+        "channel": alert.channel,
+        "tags": f" · signals: {', '.join(alert.tags)}" if alert.tags else "",
+        "excerpt": quoted,
+    }
+    if alert.conversation_id is None:
+        return tg_text("operator_alert_no_conversation", **fields), None
+    escalation = f" · escalation {alert.escalation_id}" if alert.escalation_id is not None else ""
+    body = tg_text("operator_alert", conversation=alert.conversation_id, escalation=escalation, **fields)
+    buttons = [InlineKeyboardButton(tg_text("operator_take_button"), callback_data=f"op:take:{alert.conversation_id}")]
+    if alert.escalation_id is not None:
+        buttons.append(
+            InlineKeyboardButton(tg_text("operator_ack_button"), callback_data=f"op:ack:{alert.escalation_id}")
+        )
+    return body, InlineKeyboardMarkup([buttons])
+
+
+def _title(kind: str) -> str:
+    try:
+        return tg_text(f"operator_title_{kind}")
+    except KeyError:  # a kind of alert newer than this module
+        return kind
+
+
+def operator_name(user: User | None) -> str:
+    """How an operator is recorded in the audit trail: their stable Telegram id."""
+    return f"telegram:{user.id}" if user else "telegram:unknown"
+
+
+def _display(user: User | None) -> str:
+    if user is None:
+        return "an operator"
+    return f"@{user.username}" if user.username else user.full_name
+
+
+def _number(args: list[str] | None) -> int | None:
+    return int(args[0]) if args and args[0].isdigit() else None
+
+
+class OperatorChat:
+    """Alerts to the operator chat, and the commands operators use there."""
+
+    def __init__(self, handoff: Handoff, chat_id: int) -> None:
+        self.handoff = handoff
+        self.chat_id = chat_id
+        self.bot: Bot | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def install(self, application: Application) -> None:
+        here = filters.Chat(self.chat_id) & filters.UpdateType.MESSAGE
+        commands = {
+            "take": self.take,
+            "release": self.release,
+            "say": self.say,
+            "ack": self.ack,
+            "resolve": self.resolve,
+        }
+        application.add_handlers([CommandHandler(name, handler, here) for name, handler in commands.items()])
+        application.add_handlers(
+            [
+                MessageHandler(here & filters.REPLY & filters.TEXT & ~filters.COMMAND, self.reply),
+                CallbackQueryHandler(self.on_button, _BUTTON_DATA),
+            ]
+        )
+        self.bot = application.bot
+
+    # --- alerts out --------------------------------------------------------------------------
+
+    async def on_alert(self, alert: Alert) -> None:
+        """The alert sink: queue the message and return at once (see the module docstring)."""
+        task = asyncio.create_task(self._deliver(alert))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _deliver(self, alert: Alert) -> None:
+        body, markup = format_alert(alert)
+        try:
+            await send_text(self.bot, self.chat_id, body, markup)
+        except TelegramError as exc:
+            ALERT_FAILURES.inc()
+            log.error("operator alert %s for conversation %s not delivered: %s", alert.kind, alert.conversation_id, exc)
+
+    async def drain(self) -> None:
+        """Let alerts still being sent finish (bounded), so a shutdown does not swallow one."""
+        if self._sending:
+            _, late = await asyncio.wait(set(self._sending), timeout=DRAIN_S)
+            for task in late:
+                task.cancel()
+
+    # --- operator commands -------------------------------------------------------------------
+
+    async def _confirm(self, message: Message, done: bool, key: str, target: int, **fields: object) -> None:
+        if done:
+            await message.reply_text(tg_text(key, **fields))
+        else:
+            await message.reply_text(tg_text("operator_not_found", target=target))
+
+    async def take(self, update: Update, context: Context) -> None:
+        message, conversation = update.effective_message, _number(context.args)
+        if conversation is None:
+            await message.reply_text(tg_text("operator_usage"))
+            return
+        done = await self.handoff.take(conversation, operator_name(update.effective_user))
+        await self._confirm(
+            message,
+            done,
+            "operator_taken",
+            conversation,
+            operator=_display(update.effective_user),
+            conversation=conversation,
+        )
+
+    async def release(self, update: Update, context: Context) -> None:
+        message, conversation = update.effective_message, _number(context.args)
+        if conversation is None:
+            await message.reply_text(tg_text("operator_usage"))
+            return
+        done = await self.handoff.release(conversation, operator_name(update.effective_user))
+        await self._confirm(message, done, "operator_released", conversation, conversation=conversation)
+
+    async def ack(self, update: Update, context: Context) -> None:
+        message, escalation = update.effective_message, _number(context.args)
+        if escalation is None:
+            await message.reply_text(tg_text("operator_usage"))
+            return
+        done = await self.handoff.acknowledge(escalation, operator_name(update.effective_user))
+        await self._confirm(
+            message,
+            done,
+            "operator_acknowledged",
+            escalation,
+            operator=_display(update.effective_user),
+            escalation=escalation,
+        )
+
+    async def resolve(self, update: Update, context: Context) -> None:
+        """/resolve ESCALATION [none|distress|concern]: close it, optionally lowering the sticky level."""
+        message, escalation = update.effective_message, _number(context.args)
+        lower = context.args[1].lower() if context.args and len(context.args) > 1 else None
+        if escalation is None or (lower is not None and lower not in _LOWER_TO):
+            await message.reply_text(tg_text("operator_usage"))
+            return
+        done = await self.handoff.resolve(escalation, operator_name(update.effective_user), _LOWER_TO.get(lower or ""))
+        await self._confirm(
+            message,
+            done,
+            "operator_resolved",
+            escalation,
+            operator=_display(update.effective_user),
+            escalation=escalation,
+        )
+
+    async def say(self, update: Update, context: Context) -> None:
+        """/say CONVERSATION TEXT"""
+        message = update.effective_message
+        _, _, rest = message.text.partition(" ")
+        target, _, words = rest.strip().partition(" ")
+        if not target.isdigit() or not words.strip():
+            await message.reply_text(tg_text("operator_usage"))
+            return
+        await self._send_to_person(message, int(target), words.strip(), operator_name(update.effective_user))
+
+    async def reply(self, update: Update, context: Context) -> None:
+        """A reply to an alert (or any bot message tagged #conv<id>) goes to that person."""
+        message = update.effective_message
+        replied = message.reply_to_message
+        if replied.from_user is None or replied.from_user.id != context.bot.id:
+            return
+        found = _CONVERSATION_TAG.search(replied.text or replied.caption or "")
+        if found is None:
+            return
+        await self._send_to_person(message, int(found[1]), message.text, operator_name(update.effective_user))
+
+    async def _send_to_person(self, message: Message, conversation: int, words: str, operator: str) -> None:
+        try:
+            sent = await self.handoff.say(conversation, operator, words)
+        except TelegramError as exc:  # stored, but Telegram refused it (e.g. the person blocked the bot)
+            log.warning("operator message to conversation %s not delivered: %s", conversation, type(exc).__name__)
+            sent = False
+        except DATABASE_ERRORS:
+            log.exception("database failed storing an operator message for conversation %s", conversation)
+            sent = False
+        if sent:
+            await message.set_reaction(ReactionTypeEmoji("👍"))
+        else:
+            await message.reply_text(tg_text("operator_not_found", target=conversation))
+
+    async def on_button(self, update: Update, context: Context) -> None:
+        query = update.callback_query
+        if query.message is None or query.message.chat.id != self.chat_id:
+            await query.answer()
+            return
+        action, number = _BUTTON_DATA.match(query.data or "").groups()
+        operator = operator_name(update.effective_user)
+        if action == "take":
+            done = await self.handoff.take(int(number), operator)
+            note = tg_text("operator_taken", operator=_display(update.effective_user), conversation=number)
+        else:
+            done = await self.handoff.acknowledge(int(number), operator)
+            note = tg_text("operator_acknowledged", operator=_display(update.effective_user), escalation=number)
+        await query.answer()
+        await query.message.reply_text(note if done else tg_text("operator_not_found", target=number), do_quote=True)

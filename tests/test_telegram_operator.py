@@ -1,0 +1,143 @@
+"""The operator chat: crisis alerts, taking over, writing to the person, releasing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy import select
+
+from bot.alerts import Alert
+from bot.channels.telegram_operator import format_alert
+from bot.channels.telegram_text import tg_text
+from bot.testing.fake_bot_api import BOT_ID, callback_update, message_update
+from db.models import Conversation, Escalation, EscalationStatus, Message, Role
+from tests.doubles import EchoBackend
+from tests.telegram_harness import OPERATORS, sqlite, telegram_bot
+
+PERSON = 8181
+OPERATOR = 99
+
+
+def _alert_message(text: str, message_id: int = 500) -> dict:
+    """The bot's alert as it appears inside an operator's reply."""
+    chat = {"id": OPERATORS, "type": "supergroup", "title": "operators"}
+    return {
+        "message_id": message_id,
+        "date": 0,
+        "chat": chat,
+        "from": {"id": BOT_ID, "is_bot": True, "first_name": "S"},
+        "text": text,
+    }
+
+
+async def test_crisis_with_model_down_gets_helpline_reply_and_operator_alert(tmp_path: Path) -> None:
+    backend = EchoBackend()
+    backend.fail = True
+    async with telegram_bot(sqlite(tmp_path), "webhook", backend=backend, operator_chat_id=OPERATORS) as bot:
+        await bot.deliver(message_update(PERSON, text="CRISIS I want to end it tonight"))
+        (reply,) = bot.api.texts_to(PERSON)
+        assert reply == "You matter. Please call 112 or a helpline now."  # the crisis layer's safe reply
+        assert "reply_markup" not in bot.api.calls_of("sendMessage", PERSON)[0].params  # no 👍/👎 under it
+        (alert,) = await bot.api.wait_for_messages(OPERATORS, 1)
+        async with bot.service.db.transaction() as session:
+            escalation = await session.scalar(select(Escalation))
+        assert f"#conv{escalation.conversation_id}" in alert and "crisis" in alert
+        assert "end it tonight" in alert  # the excerpt operators need to judge
+        assert f"/take {escalation.conversation_id}" in alert
+        markup = bot.api.calls_of("sendMessage", OPERATORS)[0].params["reply_markup"]
+        data = [b["callback_data"] for row in markup["inline_keyboard"] for b in row]
+        assert data == [f"op:take:{escalation.conversation_id}", f"op:ack:{escalation.id}"]
+
+
+async def test_take_answer_by_reply_and_say_then_release(tmp_path: Path) -> None:
+    async with telegram_bot(sqlite(tmp_path), "webhook", operator_chat_id=OPERATORS) as bot:
+        await bot.deliver(message_update(PERSON, text="hello"))
+        conversation = (await bot.messages(PERSON))[0].conversation_id
+
+        await bot.deliver(message_update(OPERATORS, text=f"/take {conversation}", user_id=OPERATOR))
+        assert "holds" in bot.api.texts_to(OPERATORS)[-1]
+        async with bot.service.db.transaction() as session:
+            assert (await session.get(Conversation, conversation)).operator == f"telegram:{OPERATOR}"
+
+        await bot.deliver(message_update(PERSON, text="is someone there?"))
+        assert bot.api.texts_to(PERSON) == ["echo: hello"]  # the model is silent now
+        forwarded = (await bot.api.wait_for_messages(OPERATORS, 2))[-1]
+        assert f"#conv{conversation}" in forwarded and "is someone there?" in forwarded
+
+        reply = message_update(
+            OPERATORS, text="Yes, I'm Anna from the team.", user_id=OPERATOR, reply_to_message=_alert_message(forwarded)
+        )
+        await bot.deliver(reply)
+        assert bot.api.texts_to(PERSON)[-1] == "Yes, I'm Anna from the team."
+        assert bot.api.calls_of("setMessageReaction")  # the operator sees it went out
+
+        await bot.deliver(message_update(OPERATORS, text=f"/say {conversation} Take your time.", user_id=OPERATOR))
+        assert bot.api.texts_to(PERSON)[-1] == "Take your time."
+        operator_lines = [m.text for m in await bot.messages(PERSON) if m.role == Role.OPERATOR]
+        assert operator_lines == ["Yes, I'm Anna from the team.", "Take your time."]
+
+        await bot.deliver(message_update(OPERATORS, text=f"/release {conversation}", user_id=OPERATOR))
+        await bot.deliver(message_update(PERSON, text="thank you"))
+        assert bot.api.texts_to(PERSON)[-1] == "echo: thank you"  # back with the bot
+
+
+async def test_buttons_take_over_and_acknowledge(tmp_path: Path) -> None:
+    async with telegram_bot(sqlite(tmp_path), "polling", operator_chat_id=OPERATORS) as bot:
+        await bot.deliver(message_update(PERSON, text="CRISIS"))
+        await bot.api.wait_for_messages(OPERATORS, 1)
+        async with bot.service.db.transaction() as session:
+            escalation = await session.scalar(select(Escalation))
+        await bot.deliver(callback_update(OPERATORS, f"op:ack:{escalation.id}", user_id=OPERATOR))
+        await bot.api.wait_for_messages(OPERATORS, 2)
+        await bot.deliver(callback_update(OPERATORS, f"op:take:{escalation.conversation_id}", user_id=OPERATOR))
+        texts = await bot.api.wait_for_messages(OPERATORS, 3)
+        assert "acknowledged" in texts[1] and "holds" in texts[2]
+        async with bot.service.db.transaction() as session:
+            escalation = await session.get(Escalation, escalation.id)
+            conversation = await session.get(Conversation, escalation.conversation_id)
+        assert escalation.status == EscalationStatus.ACKNOWLEDGED and conversation.operator == f"telegram:{OPERATOR}"
+
+
+async def test_operator_commands_work_only_in_the_operator_chat(tmp_path: Path) -> None:
+    async with telegram_bot(sqlite(tmp_path), "webhook", operator_chat_id=OPERATORS) as bot:
+        await bot.deliver(message_update(PERSON, text="hello"))
+        conversation = (await bot.messages(PERSON))[0].conversation_id
+        await bot.deliver(message_update(PERSON, text=f"/take {conversation}"))
+        await bot.deliver(callback_update(PERSON, f"op:take:{conversation}"))  # a forged button
+        async with bot.service.db.transaction() as session:
+            assert (await session.get(Conversation, conversation)).operator is None
+        assert bot.api.texts_to(PERSON)[-1] == tg_text("unknown_command", "en")
+
+
+async def test_bad_operator_input_gets_usage_or_not_found(tmp_path: Path) -> None:
+    async with telegram_bot(sqlite(tmp_path), "webhook", operator_chat_id=OPERATORS) as bot:
+        for command in ("/take", "/take abc", "/say 5", "/resolve 1 emergency"):
+            await bot.deliver(message_update(OPERATORS, text=command, user_id=OPERATOR))
+        await bot.deliver(message_update(OPERATORS, text="/take 999", user_id=OPERATOR))
+        await bot.deliver(message_update(OPERATORS, text="/say 999 hello", user_id=OPERATOR))
+        texts = bot.api.texts_to(OPERATORS)
+        assert texts[:4] == [tg_text("operator_usage")] * 4
+        assert texts[4:] == [tg_text("operator_not_found", target=999)] * 2
+        assert await bot.count(Message) == 0
+
+
+async def test_human_request_alerts_operators(tmp_path: Path) -> None:
+    async with telegram_bot(sqlite(tmp_path), "webhook", operator_chat_id=OPERATORS) as bot:
+        await bot.deliver(message_update(PERSON, text="/human"))
+        (alert,) = await bot.api.wait_for_messages(OPERATORS, 1)
+        assert tg_text("operator_title_human_requested") in alert and re.search(r"#conv\d+", alert)
+
+
+async def test_operator_alert_survives_a_429(tmp_path: Path) -> None:
+    async with telegram_bot(sqlite(tmp_path), "webhook", operator_chat_id=OPERATORS) as bot:
+        bot.api.fail("sendMessage", 429, retry_after=1)  # whichever goes first, the alert or the reply
+        await bot.deliver(message_update(PERSON, text="CRISIS"))
+        await bot.api.wait_for_messages(OPERATORS, 1, timeout=5)
+        await bot.api.wait_for_messages(PERSON, 1, timeout=5)
+
+
+def test_alert_without_conversation_says_why() -> None:
+    alert = Alert("escalation", None, None, None, "emergency", "telegram", "help me", ("imminent",))
+    text, markup = format_alert(alert)
+    assert markup is None and "🆘" in text and "database was unavailable" in text and "imminent" in text
