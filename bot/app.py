@@ -50,6 +50,7 @@ async def _realerts(app: web.Application) -> AsyncIterator[None]:
 def create_app(service: Service) -> web.Application:
     """The aiohttp application with health, metrics, web chat and every configured channel."""
     from bot.channels import telegram
+    from bot.channels import twilio
     from bot.channels import web as webchat
 
     app = web.Application(client_max_size=1024 * 1024)
@@ -59,4 +60,5 @@ def create_app(service: Service) -> web.Application:
     app.cleanup_ctx.append(_realerts)
     webchat.mount(app, service)
     telegram.mount(app, service)
+    twilio.mount(app, service)
     return app

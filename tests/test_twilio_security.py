@@ -123,3 +123,12 @@ async def test_phone_numbers_and_words_never_reach_the_logs(settings: Settings, 
     for secret in (UA_NUMBER, UA_NUMBER.lstrip("+"), "secret words"):
         assert secret not in logged
 
+
+
+async def test_characters_xml_cannot_carry_are_dropped_so_twiml_always_parses(settings: Settings) -> None:
+    async with phone_line(twilio_settings(settings)) as line:
+        call = Call(line.twilio)
+        spoken = await call.say(await call.start(), "hi\x0bthere\x1b")
+        assert spoken.status == 200 and spoken.said() == ["echo: hi there"]
+        texted = await text(line.twilio, "bad\x07bytes")
+        assert texted.status == 200 and [m.text for m in texted.root.iter("Message")] == ["echo: badbytes"]

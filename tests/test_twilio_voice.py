@@ -90,7 +90,10 @@ async def test_silence_is_met_with_a_reprompt_then_a_gentle_goodbye(settings: Se
 
         goodbye = await call.silence(reprompt)
         assert goodbye.verbs == ["Say", "Hangup"] and goodbye.said() == [TEXTS.text("goodbye", "uk")]
-        assert await line.count(Message) == 0
+        await call.hang_up()
+        assert await line.count(Message) == 0 and await line.count(Conversation) == 0
+        [ended] = await line.rows(AuditEvent)
+        assert (ended.action, ended.conversation_id) == ("call_ended", None)
 
         # Speaking after one silence starts the count again.
         answer = await call.say(reprompt, "sorry, I am here")

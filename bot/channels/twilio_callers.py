@@ -13,13 +13,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.channels.twilio_texts import PhoneTexts
 from bot.texts import builtin_personas
 from db import crypto, repo
 from db.engine import Database
-from db.models import Persona, User
+from db.models import Conversation, ConversationStatus, Persona, User
 
 CHANNEL = "phone"
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -88,12 +89,14 @@ async def record(db: Database, caller: Caller, action: str, **detail: str | int)
     async with db.transaction() as session:
         user = await repo.find_user(session, CHANNEL, caller.external_id)
         if user is not None:
-            conversation = await repo.open_conversation(session, user.id)
-            escalation = await repo.active_escalation(session, conversation.id)
+            conversation = await session.scalar(  # the current one, if the caller said anything; never a new one
+                select(Conversation).where(Conversation.user_id == user.id, Conversation.status == ConversationStatus.OPEN)
+            )
+            escalation = await repo.active_escalation(session, conversation.id) if conversation else None
             await repo.audit(
                 session,
                 user_id=user.id,
-                conversation_id=conversation.id,
+                conversation_id=conversation.id if conversation else None,
                 escalation_id=escalation.id if escalation else None,
                 actor="twilio",
                 action=action,

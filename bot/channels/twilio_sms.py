@@ -15,7 +15,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.channels.twilio_callers import CHANNEL, Caller, identify, remember, set_opted_out
 from bot.channels.twilio_security import Form
-from bot.channels.twilio_texts import PhoneTexts
+from bot.channels.twilio_texts import PhoneTexts, xml_safe
 from bot.dialogue import Dialogue, Incoming
 from bot.handoff import Handoff
 from bot.texts import text
@@ -56,7 +56,7 @@ def _break_at(body: str, room: int) -> int:
 def _messages(parts: list[str]) -> MessagingResponse:
     response = MessagingResponse()
     for part in parts:
-        response.message(part)
+        response.message(xml_safe(part))
     return response
 
 

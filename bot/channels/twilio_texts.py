@@ -103,10 +103,16 @@ def phone_texts() -> PhoneTexts:
         raise DataFileError(f"{_FILE}: {exc}") from exc
 
 
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _MARKUP = re.compile(r"[*_`#<>\[\]|~]")
 _NUMBER = re.compile(r"\+?\d[\d ()\-]{1,}\d")
 _SPACES = re.compile(r"\s+")
+
+
+def xml_safe(text: str) -> str:
+    """Drop characters XML 1.0 cannot carry (a model may emit control characters): TwiML must parse."""
+    return _NOT_XML.sub("", text)
 
 
 def spell_digits(number: str) -> str:
@@ -128,4 +134,4 @@ def speakable(text: str, *, spell_numbers: bool = False) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-__all__ = ["Keyword", "PhoneTexts", "Place", "Voice", "phone_texts", "speakable", "spell_digits"]
+__all__ = ["Keyword", "PhoneTexts", "Place", "Voice", "phone_texts", "speakable", "spell_digits", "xml_safe"]

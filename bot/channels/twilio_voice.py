@@ -16,7 +16,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from bot.channels.twilio_callers import CHANNEL, Caller, identify, record, remember
 from bot.channels.twilio_security import Form
-from bot.channels.twilio_texts import PhoneTexts, speakable, spell_digits
+from bot.channels.twilio_texts import PhoneTexts, speakable, spell_digits, xml_safe
 from bot.channels.twilio_turns import CallTurns
 from bot.crisis.levels import Level
 from bot.dialogue import Dialogue, Incoming, Outcome, TurnResult
@@ -248,7 +248,7 @@ class VoiceLine:
     def _say_all(self, verb: VoiceResponse | Gather, state: CallState, lines: Sequence[str]) -> None:
         voice = self.texts.voice(state.lang)
         for line in lines:
-            verb.say(line, voice=self.settings.twilio_voice or voice.voice, language=voice.language)
+            verb.say(xml_safe(line), voice=self.settings.twilio_voice or voice.voice, language=voice.language)
 
     def _url(self, route: str, state: CallState) -> str:
         """Absolute under PUBLIC_URL (which may carry a path prefix), else relative to the host Twilio called."""

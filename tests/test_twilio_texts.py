@@ -1,0 +1,59 @@
+"""The phone line's words: complete in every language, numbers read digit by digit, prefixes and keywords."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import pytest
+import yaml
+
+from bot.channels.twilio_texts import phone_texts, speakable, spell_digits, xml_safe
+from bot.texts import LANGUAGES, builtin_personas
+
+TEXTS = phone_texts()
+
+
+def test_every_text_greeting_and_voice_exists_in_every_language_with_the_same_placeholders() -> None:
+    data = yaml.safe_load(resources.files("bot.data").joinpath("twilio.yaml").read_text(encoding="utf-8"))
+    for key, variants in data["texts"].items():
+        assert set(variants) == set(LANGUAGES), key
+        fields = {lang: set(re.findall(r"{(\w+)}", text)) for lang, text in variants.items()}
+        assert len({frozenset(f) for f in fields.values()}) == 1, f"{key} placeholders differ: {fields}"
+    for persona in [p.key for p in builtin_personas()] + ["own"]:
+        assert set(data["greetings"][persona]) == set(LANGUAGES), persona
+    assert set(data["voices"]) == set(LANGUAGES) and set(data["holding"]) == set(LANGUAGES)
+    assert {lang: TEXTS.voice(lang).language[:2] for lang in LANGUAGES} == {lang: lang for lang in LANGUAGES}
+
+
+@pytest.mark.parametrize(
+    ("number", "country", "locale"),
+    [("+380501234567", "UA", "uk-UA"), ("+48601234567", "PL", "pl-PL"), ("+79161234567", "RU", "ru-RU"),
+     ("+77011234567", "KZ", "ru-KZ"), ("+14155550100", "US", "en-US"), ("+4915123456789", "DE", "en-DE"),
+     ("+996555123456", None, "en"), (None, None, "en")],
+)
+def test_the_longest_prefix_gives_country_and_language(number: str | None, country: str | None, locale: str) -> None:
+    place = TEXTS.place(number)
+    assert (place.country, place.locale) == (country, locale)
+
+
+def test_keywords_are_whole_messages_in_any_case() -> None:
+    assert [TEXTS.keyword(w) for w in ("STOP", " stop! ", "Unsubscribe.", "СТОП", "help", "Pomoc", "/human")] == [
+        "stop", "stop", "stop", "stop", "help", "help", "human"
+    ]
+    assert TEXTS.keyword("please stop") is None and TEXTS.keyword("I need help") is None
+    assert TEXTS.keyword("yes") == "start", "quoted in the YAML: not read as a boolean"
+
+
+def test_numbers_are_spoken_digit_by_digit_in_their_groups() -> None:
+    assert spell_digits("+380800500335") == "3 8 0, 8 0 0, 5 0 0, 3 3 5"
+    assert spell_digits("0 800 500 335") == "0, 8 0 0, 5 0 0, 3 3 5"
+    assert spell_digits("7333") == "7 3 3 3"
+    assert spell_digits("1234567") == "1 2 3, 4 5 6 7", "no digit left alone at the end"
+    spoken = speakable("Call **116 123** (free) or see https://example.org/help now.", spell_numbers=True)
+    assert spoken == "Call 1 1 6, 1 2 3 (free) or see now."
+    assert speakable("Call 112 now", spell_numbers=False) == "Call 112 now"
+
+
+def test_xml_safe_keeps_every_language_and_emoji_and_drops_control_characters() -> None:
+    assert xml_safe("Привіт\x00 cześć\x1b 🙂\tok\n") == "Привіт cześć 🙂\tok\n"
