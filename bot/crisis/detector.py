@@ -13,35 +13,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import cast
 
+from bot.crisis.engine import RuleEngine
 from bot.crisis.learned import Component
 from bot.crisis.levels import Assessment, Evidence, Level, Tag
-from bot.crisis.lexicon import Lexicon, Rule, load_lexicon
-from bot.crisis.normalize import Token, tokenize
-from bot.crisis.patterns import Match, Pattern, PatternIndex
+from bot.crisis.lexicon import Lexicon, load_lexicon
 
 log = logging.getLogger(__name__)
 
-CONTEXT_TURNS = 4
-_KINDS = ("rule", "idiom", "context", "cue", "break")  # how many previous user turns are read with the current one
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """What the rules found in one message on its own."""
-
-    fired: tuple[Rule, ...]
-
-    @property
-    def facets(self) -> frozenset[str]:
-        return frozenset().union(*(r.facets for r in self.fired))
-
-    def rules_with(self, facets: frozenset[str]) -> tuple[Rule, ...]:
-        return tuple(r for r in self.fired if r.facets & facets)
+CONTEXT_TURNS = 4  # how many previous user turns are read with the current one
 
 
 class CrisisDetector:
@@ -50,16 +31,8 @@ class CrisisDetector:
     def __init__(self, lexicon: Lexicon, components: Sequence[Component] = ()) -> None:
         self.lexicon = lexicon
         self.components = tuple(components)
-        # Every pattern of every kind sits in one index, so a message only runs the patterns
-        # whose first word it contains.
-        owned: list[tuple[str, object, Pattern]] = [("rule", r, p) for r in lexicon.rules for p in r.patterns]
-        owned += [("idiom", i, p) for i in lexicon.idioms for p in i.patterns]
-        owned += [("context", c.name, p) for c in lexicon.contexts for p in c.patterns]
-        owned += [("cue", None, p) for p in lexicon.negation.cues]
-        owned += [("break", None, p) for p in lexicon.negation.breaks]
-        self._owned = owned
-        self._index = PatternIndex([p for _, _, p in owned])
-        self.read = lru_cache(maxsize=1024)(self._read)  # recent turns are re-read on every message
+        self.engine = RuleEngine(lexicon)
+        self.read = self.engine.read
 
     @classmethod
     def load(cls, path: Path | None = None, components: Sequence[Component] = ()) -> CrisisDetector:
@@ -67,12 +40,16 @@ class CrisisDetector:
         return cls(load_lexicon(path), components)
 
     def assess(self, text: str, recent_user_texts: Sequence[str] = ()) -> Assessment:
-        """The assessment of `text`; `recent_user_texts` are earlier user turns, oldest first."""
+        """The assessment of `text`; `recent_user_texts` are earlier user turns, oldest first.
+
+        Evidence lists the rules that set a level, each combination that held, the weak rules
+        that fed it, and (component "context") the earlier turns' rules it drew on.
+        """
         current = self.read(text)
         context = [self.read(t) for t in recent_user_texts[-CONTEXT_TURNS:]]
         level = max((r.level for r in current.fired), default=Level.NONE)
         tags: set[Tag] = {t for r in current.fired for t in r.tags}
-        evidence = [Evidence("rules", r.id, r.version) for r in current.fired]
+        evidence = [Evidence("rules", r.id, r.version) for r in current.fired if r.level > Level.NONE]
         here = current.facets
         everywhere = here.union(*(c.facets for c in context))
         for combo in self.lexicon.combinations:
@@ -82,6 +59,7 @@ class CrisisDetector:
             level = max(level, combo.level)
             tags |= combo.tags
             evidence.append(Evidence("combination", combo.id, combo.version))
+            evidence += [Evidence("rules", r.id, r.version) for r in current.rules_with(used & here)]
             for earlier in context:
                 for rule in earlier.rules_with(used - here):
                     tags |= rule.tags
@@ -93,7 +71,7 @@ class CrisisDetector:
                 tags |= extra.tags
                 evidence.extend(extra.evidence)
         if level < Level.DISTRESS:
-            return Assessment(Level.NONE, frozenset(), tuple(evidence))
+            return Assessment(Level.NONE)
         return Assessment(level, frozenset(tags), tuple(dict.fromkeys(evidence)))
 
     @staticmethod
@@ -104,54 +82,3 @@ class CrisisDetector:
         except Exception as exc:  # noqa: BLE001 - any failure means "rules only" for this message
             log.warning("crisis component %s failed (%s); using the rules alone", component.name, type(exc).__name__)
             return None
-
-    def _read(self, text: str) -> Reading:
-        tokens = tokenize(text)
-        if not tokens:
-            return Reading(())
-        found: dict[str, list[tuple[object, list[Match]]]] = {k: [] for k in _KINDS}
-        for i, starts in sorted(self._index.candidates(tokens).items()):
-            kind, owner, pattern = self._owned[i]
-            spans = list(pattern.finds(tokens, starts))
-            if spans:
-                found[kind].append((owner, spans))
-        contexts = self._contexts({str(name) for name, _ in found["context"]})
-        idiom_spans = [(m.start, m.end) for _, matches in found["idiom"] for m in matches]
-        cue_ends = {m.end for _, matches in found["cue"] for m in matches}
-        breaks = {i for _, matches in found["break"] for m in matches for i in range(m.start, m.end + 1)}
-        fired: dict[str, Rule] = {}
-        for owner, spans in found["rule"]:
-            rule = cast(Rule, owner)
-            if rule.id in fired or rule.unless & contexts:
-                continue
-            for match in spans:
-                if any(a <= match.end and match.start <= b for a, b in idiom_spans):
-                    continue
-                if rule.negatable and self._negated(tokens, match, cue_ends, breaks):
-                    continue
-                fired[rule.id] = rule
-                break
-        return Reading(tuple(fired.values()))
-
-    def _contexts(self, matched: set[str]) -> set[str]:
-        """Resolve `with`/`without` in dependency order over the contexts whose patterns matched."""
-        active: set[str] = set()
-        for ctx in self.lexicon.contexts:
-            found = not ctx.patterns or ctx.name in matched
-            if found and all(w in active for w in ctx.with_) and not any(w in active for w in ctx.without):
-                active.add(ctx.name)
-        return active
-
-    def _negated(self, tokens: list[Token], match: Match, cue_ends: set[int], breaks: set[int]) -> bool:
-        """A negation cue in a gap of the match ("I'm not suicidal") or shortly before it, in the
-        same clause with no clause-opening word between ("not going to hurt myself")."""
-        if any(i in cue_ends for i in match.gaps):
-            return True
-        start = match.start
-        clause = tokens[start].clause
-        for j in range(start - 1, max(-1, start - 1 - self.lexicon.negation.window), -1):
-            if tokens[j].clause != clause or j in breaks:
-                return False
-            if j in cue_ends:
-                return True
-        return False

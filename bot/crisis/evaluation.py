@@ -88,8 +88,11 @@ class Scores:
             "none_to_crisis_rate": self.rate("none", "crisis"),
             "distress_to_crisis_rate": self.rate("distress", "crisis"),
             "per_label": {
-                label: {"precision": self.precision(label), "recall": self.recall(label),
-                        "support": sum(self.confusion[label].values())}
+                label: {
+                    "precision": self.precision(label),
+                    "recall": self.recall(label),
+                    "support": sum(self.confusion[label].values()),
+                }
                 for label in LABELS
             },  # fmt: skip
             "confusion": self.confusion,

@@ -27,7 +27,8 @@ class Level(IntEnum):
         try:
             return cls[name.strip().upper()]
         except KeyError:
-            raise ValueError(f"unknown level {name!r}; expected one of {', '.join(m.name.lower() for m in cls)}") from None
+            names = ", ".join(m.name.lower() for m in cls)
+            raise ValueError(f"unknown level {name!r}; expected one of {names}") from None
 
 
 class Tag(StrEnum):
@@ -85,9 +86,7 @@ class Assessment:
             "level": self.level.name.lower(),
             "label": self.label,
             "tags": sorted(str(t) for t in self.tags),
-            "evidence": [
-                {"component": e.component, "rule_id": e.rule_id, "version": e.version} for e in self.evidence
-            ],
+            "evidence": [{"component": e.component, "rule_id": e.rule_id, "version": e.version} for e in self.evidence],
         }
 
 

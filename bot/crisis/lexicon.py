@@ -85,12 +85,26 @@ class Combination:
     version: str
 
     def satisfied(self, facets: frozenset[str] | set[str]) -> frozenset[str]:
-        """The facets that make it hold, or an empty set when it does not."""
-        if self.all_of:
-            picked = [group & facets for group in self.all_of]
-            return frozenset().union(*picked) if all(picked) else frozenset()
-        present = self.of & facets
-        return frozenset(present) if len(present) >= self.at_least else frozenset()
+        """The facets that make it hold (each `all_of` group met by a different facet), or an empty set."""
+        if not self.all_of:
+            present = self.of & facets
+            return frozenset(present) if len(present) >= self.at_least else frozenset()
+        candidates = [group & facets for group in self.all_of]
+        if not all(candidates) or not _distinct_choice(candidates, 0, set()):
+            return frozenset()
+        return frozenset().union(*candidates)
+
+
+def _distinct_choice(groups: list[frozenset[str]], k: int, taken: set[str]) -> bool:
+    """Whether groups[k:] can each take a facet not already taken (tiny backtracking search)."""
+    if k == len(groups):
+        return True
+    for facet in groups[k] - taken:
+        taken.add(facet)
+        if _distinct_choice(groups, k + 1, taken):
+            return True
+        taken.discard(facet)
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +124,16 @@ class Lexicon:
     versions: Mapping[str, str]  # file name -> version
 
 
-def load_lexicon(path: Path | None = None) -> Lexicon:
-    """Load one YAML file or every `*.yaml` of a directory (default: the shipped lexicon)."""
-    path = path or DEFAULT_DIR
-    files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
-    if not files:
-        raise LexiconError(f"{path}: no lexicon files (*.yaml) found")
+def load_lexicon(path: Path | Sequence[Path] | None = None) -> Lexicon:
+    """Load YAML files: a file, every `*.yaml` of a directory, or several of those together
+    (default: the shipped lexicon directory)."""
+    paths = [path or DEFAULT_DIR] if path is None or isinstance(path, Path) else list(path)
+    files: list[Path] = []
+    for item in paths:
+        found = sorted(item.glob("*.yaml")) if item.is_dir() else [item]
+        if not found:
+            raise LexiconError(f"{item}: no lexicon files (*.yaml) found")
+        files += found
     docs = [(f, _read(f)) for f in files]
     classes = _classes(docs)
     builder = _Builder(classes)

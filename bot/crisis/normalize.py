@@ -86,7 +86,7 @@ def tokenize(text: str) -> list[Token]:
         elif first in ".!?\n" and not piece.startswith(".."):
             sentence += 1
             clause += 1
-        elif first in ".…,;:()-–—/\"«»„“”":  # an ellipsis trails off but seldom ends the thought
+        elif first in '.…,;:()-–—/"«»„“”':  # an ellipsis trails off but seldom ends the thought
             clause += 1
         elif first in _IGNORED or ord(first) in _SKIN_TONES:
             continue

@@ -185,7 +185,9 @@ def _terms(alternatives: list[str], source: str) -> Terms:
         stem = alt.endswith("*")
         folded = fold_term(alt[:-1] if stem else alt)
         if len(folded) != 1:
-            raise PatternError(f"term {alt!r} in pattern {source!r} must be one word (it folds to {folded}); join words with _")
+            raise PatternError(
+                f"term {alt!r} in pattern {source!r} must be one word (it folds to {folded}); join words with _"
+            )
         if stem:
             if len(folded[0]) < MIN_STEM:
                 raise PatternError(f"stem {alt!r} in pattern {source!r} is too short (min {MIN_STEM} letters folded)")
