@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.channels.twilio_callers import CHANNEL
-from bot.channels.twilio_sms import SMS_LIMIT, Undeliverable, split_sms
+from bot.channels.twilio_sms import SMS_LIMIT, SmsLine, Undeliverable, split_sms
 from bot.channels.twilio_texts import phone_texts
 from bot.settings import Settings
 from db import crypto
 from db.models import AuditEvent, Conversation, Escalation, Message, User
+from tests.doubles import EchoBackend
 from tests.twilio_fake import ACCOUNT_SID, CRISIS_WORDS, UA_NUMBER, Call, phone_line, text, twilio_settings
 
 TEXTS = phone_texts()
@@ -149,3 +152,30 @@ async def test_a_messaging_service_sends_operator_messages_too(settings: Setting
         bodies = [r["data"]["Body"] for r in line.api.requests]
         assert [r["data"]["MessagingServiceSid"] for r in line.api.requests] == [service_sid, service_sid]
         assert len(bodies) == 2 and all(len(b) <= SMS_LIMIT for b in bodies)
+
+
+async def test_a_reply_slower_than_twilio_waits_is_texted_when_ready(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SmsLine, "answer_within_s", 0.1)
+    async with phone_line(twilio_settings(settings, twilio_sms_from="+15005550006"), backend=EchoBackend(delay=0.5)) as line:
+        sid = "SM" + "b" * 32
+        first, retry = await text(line.twilio, "slow day", sid=sid), await text(line.twilio, "slow day", sid=sid)
+        assert messages(first) == messages(retry) == []
+        for _ in range(50):
+            if line.api.requests:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        assert [r["data"] for r in line.api.requests] == [
+            {"To": UA_NUMBER, "From": "+15005550006", "Body": "echo: slow day"}
+        ]
+        assert len(line.backend.calls) == 1
+
+
+async def test_without_a_sender_a_slow_reply_is_still_answered_in_the_webhook(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SmsLine, "answer_within_s", 0.1)
+    async with phone_line(twilio_settings(settings), backend=EchoBackend(delay=0.5)) as line:
+        assert messages(await text(line.twilio, "slow day")) == ["echo: slow day"]

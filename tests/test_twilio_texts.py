@@ -8,6 +8,7 @@ from importlib import resources
 import pytest
 import yaml
 
+from bot.channels.twilio_callers import identify
 from bot.channels.twilio_texts import phone_texts, speakable, spell_digits, xml_safe
 from bot.texts import LANGUAGES, builtin_personas
 
@@ -27,14 +28,16 @@ def test_every_text_greeting_and_voice_exists_in_every_language_with_the_same_pl
 
 
 @pytest.mark.parametrize(
-    ("number", "country", "locale"),
-    [("+380501234567", "UA", "uk-UA"), ("+48601234567", "PL", "pl-PL"), ("+79161234567", "RU", "ru-RU"),
-     ("+77011234567", "KZ", "ru-KZ"), ("+14155550100", "US", "en-US"), ("+4915123456789", "DE", "en-DE"),
-     ("+996555123456", None, "en"), (None, None, "en")],
+    ("number", "locale", "country", "emergency"),
+    [("+380501234567", "uk-UA", "UA", "112"), ("+48601234567", "pl-PL", "PL", "112"), ("+79161234567", "ru-RU", None, "112"),
+     ("+77011234567", "ru-KZ", None, "112"), ("+14155550100", "en-US", "US", "911"), ("+447700900123", "en-GB", "GB", "999"),
+     ("+996555123456", "en", None, "112"), ("anonymous", "en", None, "112")],
 )
-def test_the_longest_prefix_gives_country_and_language(number: str | None, country: str | None, locale: str) -> None:
-    place = TEXTS.place(number)
-    assert (place.country, place.locale) == (country, locale)
+def test_a_number_gives_language_here_and_country_and_emergency_number_from_the_helplines(
+    number: str, locale: str, country: str | None, emergency: str
+) -> None:
+    caller = identify({"From": number, "CallSid": "CA1"}, TEXTS)
+    assert (caller.locale, caller.country, caller.emergency) == (locale, country, emergency)
 
 
 def test_keywords_are_whole_messages_in_any_case() -> None:

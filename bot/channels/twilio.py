@@ -17,7 +17,7 @@ from bot.channels.twilio_callers import CHANNEL
 from bot.channels.twilio_security import MAX_FORM_BYTES, webhook
 from bot.channels.twilio_sms import SmsLine, SmsSender
 from bot.channels.twilio_texts import phone_texts
-from bot.channels.twilio_turns import CallTurns
+from bot.channels.twilio_turns import PendingTurns
 from bot.channels.twilio_voice import VoiceLine
 from bot.service import Service
 
@@ -28,15 +28,15 @@ __all__ = ["MAX_FORM_BYTES", "mount"]
 
 def mount(app: web.Application, service: Service, *, http_client: AsyncHttpClient | None = None) -> None:
     """Add the Twilio routes when the channel is configured. `http_client` replaces Twilio's REST transport
-    (tests); operators' SMS go out only when TWILIO_SMS_FROM names the number or Messaging Service."""
+    (tests). Messages outside a webhook's answer (operators', slow replies) need TWILIO_SMS_FROM."""
     settings = service.settings
     if not settings.twilio_enabled:
         return
     assert settings.twilio_account_sid and settings.twilio_auth_token
     texts = phone_texts()
-    turns = CallTurns(service.dialogue, service.db)
+    turns = PendingTurns(service.dialogue, service.db)
     voice = VoiceLine(settings, service.dialogue, turns, texts, sms_reaches_callers=bool(settings.twilio_sms_from))
-    sms = SmsLine(service.dialogue, service.handoff, texts)
+    sms = SmsLine(service.dialogue, service.handoff, turns, texts)
     validator = RequestValidator(settings.twilio_auth_token)
     routes = {
         "/twilio/voice": voice.call,
@@ -55,10 +55,12 @@ def mount(app: web.Application, service: Service, *, http_client: AsyncHttpClien
         if settings.twilio_sms_from:
             transport = http_client or (owned := AsyncTwilioHttpClient())
             rest = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=transport)
-            service.handoff.register_sender(CHANNEL, SmsSender(service.db, rest, settings.twilio_sms_from).send)
+            sms.sender = SmsSender(service.db, rest, settings.twilio_sms_from)
+            service.handoff.register_sender(CHANNEL, sms.sender.send)
         else:
-            log.info("SUPPORTBOT_TWILIO_SMS_FROM is not set: operators cannot write to callers by SMS")
+            log.info("SUPPORTBOT_TWILIO_SMS_FROM is not set: operators cannot write to phone users by SMS")
         yield
+        await sms.aclose()
         await turns.aclose()
         if owned is not None:
             await owned.close()

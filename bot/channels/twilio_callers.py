@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.channels.twilio_texts import PhoneTexts
+from bot.crisis.helplines import INTERNATIONAL, HelplineDirectory
 from bot.texts import builtin_personas
 from db import crypto, repo
 from db.engine import Database
@@ -33,8 +35,14 @@ class Caller:
     external_id: str
     number: str | None  # E.164; None when withheld or not a phone number
     locale: str  # from the number's prefix until the person's stored language is known
-    country: str | None
-    emergency: str
+    country: str | None  # ISO 3166 alpha-2 when the crisis layer's helplines know the country
+    emergency: str  # that country's emergency number (112 when unknown)
+
+
+@cache
+def helplines() -> HelplineDirectory:
+    """The crisis layer's directory: a number's country and its emergency number."""
+    return HelplineDirectory.load()
 
 
 def identify(form: Mapping[str, str], texts: PhoneTexts) -> Caller:
@@ -42,11 +50,12 @@ def identify(form: Mapping[str, str], texts: PhoneTexts) -> Caller:
     sender = form.get("From", "").strip()
     if not sender or texts.is_withheld(sender):
         once = form.get("CallSid") or form.get("MessageSid") or form.get("SmsSid") or ""
-        place = texts.place(None)
-        return Caller(crypto.lookup_hash(f"withheld:{once}"), None, place.locale, None, place.emergency)
-    number = sender if _E164.match(sender) else None
-    place = texts.place(number)
-    return Caller(crypto.lookup_hash(sender), number, place.locale, place.country, place.emergency)
+        external_id, number = crypto.lookup_hash(f"withheld:{once}"), None
+    else:
+        external_id, number = crypto.lookup_hash(sender), sender if _E164.match(sender) else None
+    resources = helplines().resources(phone=number)
+    country = None if resources.country == INTERNATIONAL else resources.country
+    return Caller(external_id, number, texts.locale_for(number), country, resources.emergency.number)
 
 
 @dataclass(frozen=True, slots=True)

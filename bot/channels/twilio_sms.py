@@ -7,6 +7,7 @@ arrive out of order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from bot.channels.twilio_callers import CHANNEL, Caller, identify, remember, set_opted_out
 from bot.channels.twilio_security import Form
 from bot.channels.twilio_texts import PhoneTexts, xml_safe
+from bot.channels.twilio_turns import PendingTurns
 from bot.dialogue import Dialogue, Incoming
 from bot.handoff import Handoff
 from bot.texts import text
@@ -63,10 +65,15 @@ def _messages(parts: list[str]) -> MessagingResponse:
 class SmsLine:
     """The handler for POST /twilio/sms."""
 
-    def __init__(self, dialogue: Dialogue, handoff: Handoff, texts: PhoneTexts) -> None:
+    answer_within_s = 10.0  # a reply not ready by then is sent later by REST (Twilio stops waiting at 15 s)
+
+    def __init__(self, dialogue: Dialogue, handoff: Handoff, turns: PendingTurns, texts: PhoneTexts) -> None:
         self.dialogue = dialogue
         self.handoff = handoff
+        self.turns = turns
         self.texts = texts
+        self.sender: SmsSender | None = None  # set at start-up when TWILIO_SMS_FROM is configured
+        self._later: dict[str, asyncio.Task[None]] = {}
 
     async def message(self, _request: web.Request, form: Form) -> MessagingResponse:
         sid = form.get("MessageSid") or form.get("SmsSid") or ""
@@ -88,12 +95,33 @@ class SmsLine:
             return MessagingResponse()  # they asked for no more messages; nothing is stored or sent
         if keyword == "human":
             return await self._human(caller, locale)
-        result = await self.dialogue.handle(
-            Incoming(CHANNEL, caller.external_id, body, channel_message_id=sid, locale=locale, contact=caller.number)
-        )
+        incoming = Incoming(CHANNEL, caller.external_id, body, channel_message_id=sid, locale=locale, contact=caller.number)
+        result = await self.turns.answer(incoming, self.answer_within_s if self.sender else None)
+        if result is None:  # slow: answer now with nothing, and text the reply when it is ready
+            if sid not in self._later:  # Twilio's retry of the same message must not send it twice
+                self._later[sid] = asyncio.create_task(self._send_later(incoming))
+            return MessagingResponse()
         if result.reply is None:  # an operator holds the conversation and answers through the SMS sender
             return MessagingResponse()
         return _messages(split_sms(result.reply))
+
+    async def _send_later(self, incoming: Incoming) -> None:
+        assert self.sender is not None and incoming.channel_message_id is not None
+        try:
+            result = await self.turns.answer(incoming, None)
+            if result is not None and result.reply is not None:
+                await self.sender.send(incoming.external_id, result.reply)
+        except Exception:  # a background task: its failure goes to the log, never to the texter
+            log.exception("could not send a delayed SMS reply")
+        finally:
+            self._later.pop(incoming.channel_message_id, None)
+
+    async def aclose(self) -> None:
+        """Wait briefly for replies still to be sent at shutdown, then cancel them."""
+        if self._later:
+            await asyncio.wait(list(self._later.values()), timeout=5)
+        for task in list(self._later.values()):
+            task.cancel()
 
     async def _opt(self, caller: Caller, out: bool, locale: str) -> MessagingResponse:
         try:

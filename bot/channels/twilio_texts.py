@@ -30,23 +30,13 @@ class Voice:
     speech_model: str  # <Gather speechModel>
 
 
-@dataclass(frozen=True, slots=True)
-class Place:
-    """What a number's international prefix tells about the person: country, language, emergency number."""
-
-    country: str | None
-    locale: str
-    emergency: str
-
-
 class PhoneTexts:
     """Lookups into twilio.yaml; every language falls back to English."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         try:
             self._voices = {lang: Voice(**spec) for lang, spec in data["voices"].items()}
-            self._prefixes = {prefix: Place(**spec) for prefix, spec in data["prefixes"].items()}
-            self._default_emergency = str(data["default_emergency"])
+            self._languages = {str(prefix): str(locale) for prefix, locale in data["languages"].items()}
             self._withheld = frozenset(str(v).lower() for v in data["withheld"])
             self._keywords = {word.casefold(): kind for kind in _KEYWORDS for word in data["keywords"][kind]}
             self._greetings: dict[str, dict[str, str]] = data["greetings"]
@@ -80,14 +70,14 @@ class PhoneTexts:
         word = body.strip().rstrip(".!").strip().casefold()
         return self._keywords.get(word)
 
-    def place(self, number: str | None) -> Place:
-        """Country, language and emergency number by the longest matching prefix of an E.164 number."""
+    def locale_for(self, number: str | None) -> str:
+        """The language of the longest matching prefix of an E.164 number; English when unknown."""
         if number:
             for length in range(min(len(number), 5), 1, -1):
-                place = self._prefixes.get(number[:length])
-                if place is not None:
-                    return place
-        return Place(None, "en", self._default_emergency)
+                locale = self._languages.get(number[:length])
+                if locale is not None:
+                    return locale
+        return "en"
 
     def is_withheld(self, sender: str) -> bool:
         return sender.strip().lower() in self._withheld
@@ -134,4 +124,4 @@ def speakable(text: str, *, spell_numbers: bool = False) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-__all__ = ["Keyword", "PhoneTexts", "Place", "Voice", "phone_texts", "speakable", "spell_digits", "xml_safe"]
+__all__ = ["Keyword", "PhoneTexts", "Voice", "phone_texts", "speakable", "spell_digits", "xml_safe"]

@@ -1,9 +1,10 @@
-"""Spoken turns that outlast Twilio's patience: run in the background, picked up by a later request.
+"""Turns that outlast Twilio's patience: run in the background, picked up later.
 
-Twilio gives a webhook 15 seconds and a caller hears silence meanwhile. A turn not ready after a short
-wait keeps running in a task while the call hears a holding phrase and is redirected to a pickup URL.
-The pickup may land on another replica behind the load balancer, so it also finds the reply in the
-database by the message's channel message id (CallSid + utterance number), which the turn stores.
+Twilio gives a webhook 15 seconds, and a caller hears silence meanwhile. A turn not ready after a
+short wait keeps running in a task: a call hears a holding phrase and is redirected to a pickup URL;
+an SMS reply is sent later through the REST API. The pickup may land on another replica behind the
+load balancer, so it also finds the reply in the database by the message's channel message id
+(CallSid + utterance number), which the turn stores.
 """
 
 from __future__ import annotations
@@ -24,16 +25,17 @@ _POLL_S = 0.1
 KEEP_FINISHED_S = 120.0  # how long a finished turn waits in memory for its pickup
 
 
-class CallTurns:
-    """Turns keyed by channel message id, shared by the request that starts one and the ones that pick it up."""
+class PendingTurns:
+    """Turns keyed by channel message id, shared by the request that starts one and those that pick it up."""
 
     def __init__(self, dialogue: Dialogue, db: Database) -> None:
         self.dialogue = dialogue
         self.db = db
         self._tasks: dict[str, asyncio.Task[TurnResult]] = {}
 
-    async def answer(self, incoming: Incoming, wait_s: float) -> TurnResult | None:
-        """Start the turn (or join it, for Twilio's retry of the same request); None if not ready in time."""
+    async def answer(self, incoming: Incoming, wait_s: float | None) -> TurnResult | None:
+        """Start the turn (or join it, for Twilio's retry of the same request); None if not ready within
+        `wait_s` (None: wait for it)."""
         assert incoming.channel_message_id is not None, "spoken turns are keyed by their channel message id"
         task = self._tasks.get(incoming.channel_message_id)
         if task is None:
@@ -92,6 +94,6 @@ class CallTurns:
         return TurnResult(reply.text, outcome, level, message_id=message.id, reply_id=reply.id)
 
 
-async def _within(task: asyncio.Task[TurnResult], wait_s: float) -> TurnResult | None:
+async def _within(task: asyncio.Task[TurnResult], wait_s: float | None) -> TurnResult | None:
     done, _ = await asyncio.wait({task}, timeout=wait_s)
     return task.result() if done else None

@@ -17,7 +17,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 from bot.channels.twilio_callers import CHANNEL, Caller, identify, record, remember
 from bot.channels.twilio_security import Form
 from bot.channels.twilio_texts import PhoneTexts, speakable, spell_digits, xml_safe
-from bot.channels.twilio_turns import CallTurns
+from bot.channels.twilio_turns import PendingTurns
 from bot.crisis.levels import Level
 from bot.dialogue import Dialogue, Incoming, Outcome, TurnResult
 from bot.settings import Settings
@@ -82,7 +82,7 @@ class VoiceLine:
     """Handlers for the voice webhooks; each returns the TwiML Twilio runs next."""
 
     def __init__(
-        self, settings: Settings, dialogue: Dialogue, turns: CallTurns, texts: PhoneTexts, *, sms_reaches_callers: bool
+        self, settings: Settings, dialogue: Dialogue, turns: PendingTurns, texts: PhoneTexts, *, sms_reaches_callers: bool
     ) -> None:
         self.settings = settings
         self.dialogue = dialogue
