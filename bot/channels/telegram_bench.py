@@ -1,0 +1,302 @@
+"""`supportbot bench bot`: the whole Telegram webhook path under load, on SQLite and PostgreSQL.
+
+The bot's real HTTP app (create_app, Telegram channel in webhook mode) runs in this process with a
+zero-latency stand-in model and the real crisis layer; a second process plays Telegram: it posts
+updates from many chats to /telegram/webhook and runs the stand-in Bot API that receives the
+replies. Latency is from an update leaving the load process to its reply's sendMessage arriving
+there, so it is what the service adds (plus two localhost hops). Telegram's own 30 messages/s
+overall cap is switched off (a stand-in receives the replies); per-chat pacing stays as configured.
+Targets: >= 300 updates/s, and p99 <= 50 ms at 100 updates/s offered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import multiprocessing
+import os
+import pstats
+import socket
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+from bot.settings import Settings
+from inference.api import ChatMessage, Completion, GenerationParams
+
+TOKEN = "100000:benchTOKENbenchTOKENbenchTOKENbench"
+SECRET = "bench-secret"
+DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+TARGET_UPDATES_S, TARGET_P99_MS = 300.0, 50.0
+
+
+class InstantBackend:
+    """The zero-latency stand-in model: answers at once, so the bench measures the service alone."""
+
+    model_name = "instant"
+
+    async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
+        return Completion(f"echo: {messages[-1].content}", self.model_name, 1, 1)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@dataclass
+class DatabaseProbe:
+    """Counts the SQL statements and transactions the service runs, and the time spent in them."""
+
+    statements: int = 0
+    commits: int = 0
+    seconds: float = 0.0
+    _started: list[float] = field(default_factory=list)
+
+    def attach(self, engine: Any) -> None:
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: self._started.append(time.perf_counter()))
+        event.listen(engine.sync_engine, "after_cursor_execute", self._after)
+        event.listen(engine.sync_engine, "commit", self._commit)
+
+    def _after(self, *_args: Any) -> None:
+        self.statements += 1
+        self.seconds += time.perf_counter() - self._started.pop()
+
+    def _commit(self, *_args: Any) -> None:
+        self.commits += 1
+
+    def reset(self) -> None:
+        self.statements, self.commits, self.seconds = 0, 0, 0.0
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _cpu_by_package(profile: cProfile.Profile, top: int = 8) -> dict[str, float]:
+    """Share of the service process's CPU time by the package the code lives in."""
+    totals: Counter[str] = Counter()
+    for (filename, _line, _name), (_cc, _nc, tottime, _ct, _callers) in pstats.Stats(profile).stats.items():  # type: ignore[attr-defined]
+        path = filename.replace("\\", "/")
+        if "site-packages/" in path:
+            package = path.split("site-packages/")[1].split("/")[0]
+        elif "/python3" in path:
+            package = "stdlib:" + path.rsplit("/", 1)[-1].removesuffix(".py")
+        elif "/work/" in path or path.startswith(("bot/", "db/")):
+            package = "supportbot:" + "/".join(path.split("/")[-2:])
+        else:
+            package = path
+        totals[package] += tottime
+    whole = sum(totals.values()) or 1.0
+    return {name: round(100 * seconds / whole, 1) for name, seconds in totals.most_common(top)}
+
+
+class BotUnderTest:
+    """The service with the Telegram channel in webhook mode, on one database, serving HTTP."""
+
+    def __init__(self, database_url: str, api_url: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/telegram/webhook"
+        self.settings = Settings(
+            database_url=database_url,
+            model="/nonexistent",
+            telegram_token=TOKEN,
+            telegram_api_url=api_url,
+            telegram_webhook_url=self.url,
+            telegram_webhook_secret=SECRET,
+            telegram_max_rate=0,
+            log_level="WARNING",
+        )
+        self.probe = DatabaseProbe()
+
+    async def __aenter__(self) -> BotUnderTest:
+        from bot.app import create_app
+        from bot.channels.telegram import TELEGRAM
+        from bot.service import Service
+
+        self.service = await Service.start(self.settings, backend=InstantBackend())
+        app = create_app(self.service)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        await asyncio.wait_for(app[TELEGRAM].ready.wait(), 30)
+        self.probe.attach(self.service.db.engine)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.runner.cleanup()
+        await self.service.close()
+
+
+async def _phase(load: Connection, order: dict[str, Any]) -> dict[str, Any]:
+    load.send(order)
+    return await asyncio.to_thread(load.recv)
+
+
+async def _measure(database_url: str, api_url: str, load: Connection, args: argparse.Namespace) -> dict[str, Any]:
+    async with BotUnderTest(database_url, api_url) as bot:
+        common = {"url": bot.url, "chats": args.chats}
+        await _phase(load, {"kind": "closed", "connections": args.connections, "seconds": 2.0, **common})  # warm-up
+        bot.probe.reset()
+        cpu, profile = time.process_time(), cProfile.Profile() if args.profile else None
+        if profile:
+            profile.enable()
+        fast = await _phase(
+            load, {"kind": "closed", "connections": args.connections, "seconds": args.seconds, **common}
+        )
+        if profile:
+            profile.disable()
+        cpu = time.process_time() - cpu
+        answered = max(fast["answered"], 1)
+        database = {
+            "statements_per_update": round(bot.probe.statements / answered, 2),
+            "transactions_per_update": round(bot.probe.commits / answered, 2),
+            "ms_in_sql_per_update": round(1000 * bot.probe.seconds / answered, 2),
+            "service_cpu_ms_per_update": round(1000 * cpu / answered, 2),
+        }
+        steady = await _phase(load, {"kind": "open", "rate": args.rate, "seconds": args.seconds, **common})
+    result = {
+        "updates_per_s": round(fast["answered"] / fast["elapsed_s"], 1),
+        "fast": _latency(fast),
+        f"at_{args.rate:g}_per_s": _latency(steady) | {"max_send_lag_ms": round(steady["max_send_lag_ms"], 1)},
+        "where_time_goes": database,
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+    if profile:
+        result["cpu_share_percent"] = _cpu_by_package(profile)
+    return result
+
+
+def _latency(phase: dict[str, Any]) -> dict[str, Any]:
+    latencies = phase["latencies_ms"]
+    return {
+        "sent": phase["sent"],
+        "answered": phase["answered"],
+        "failed": phase["failed"],
+        "p50_ms": round(_percentile(latencies, 0.50), 2),
+        "p99_ms": round(_percentile(latencies, 0.99), 2),
+    }
+
+
+async def _admin(url: str, statement: str) -> None:
+    import asyncpg
+
+    parsed = make_url(url)
+    connection = await asyncpg.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database,
+        timeout=5,
+    )
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def _on_postgres(admin_url: str, api_url: str, load: Connection, args: argparse.Namespace) -> dict[str, Any]:
+    """In a scratch database created for the run and dropped after it."""
+    name = f"supportbot_bench_{uuid.uuid4().hex[:10]}"
+    await _admin(admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        return await _measure(url, api_url, load, args)
+    finally:
+        await _admin(admin_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def _run(args: argparse.Namespace, load: Connection, api_url: str) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    for kind in kinds:
+        print(f"{kind}: load average {os.getloadavg()[0]:.2f} before the run", flush=True)
+        if kind == "sqlite":
+            with tempfile.TemporaryDirectory() as scratch:
+                url = f"sqlite+aiosqlite:///{Path(scratch) / 'bench.db'}"
+                results[kind] = await _measure(url, api_url, load, args)
+        else:
+            results[kind] = await _on_postgres(args.postgres_url, api_url, load, args)
+        _report(kind, results[kind], args.rate)
+    return results
+
+
+def _report(kind: str, result: dict[str, Any], rate: float) -> None:
+    steady, fast, where = result[f"at_{rate:g}_per_s"], result["fast"], result["where_time_goes"]
+    verdict = "meets" if result["updates_per_s"] >= TARGET_UPDATES_S else "misses"
+    print(
+        f"  throughput: {result['updates_per_s']:.0f} updates/s ({verdict} >= {TARGET_UPDATES_S:.0f}); "
+        f"under that load p50 {fast['p50_ms']:.1f} ms, p99 {fast['p99_ms']:.1f} ms"
+    )
+    verdict = "meets" if steady["p99_ms"] <= TARGET_P99_MS else "misses"
+    print(
+        f"  at {rate:g} updates/s: p50 {steady['p50_ms']:.1f} ms, p99 {steady['p99_ms']:.1f} ms "
+        f"({verdict} p99 <= {TARGET_P99_MS:.0f} ms); answered {steady['answered']}/{steady['sent']}"
+    )
+    print(
+        f"  per update: {where['transactions_per_update']} transactions, {where['statements_per_update']} SQL "
+        f"statements, {where['ms_in_sql_per_update']} ms waiting on SQL, {where['service_cpu_ms_per_update']} ms "
+        f"service CPU; load average {result['load_average']}"
+    )
+    if "cpu_share_percent" in result:
+        shares = ", ".join(f"{name} {share}%" for name, share in result["cpu_share_percent"].items())
+        print(f"  service CPU by package: {shares}")
+
+
+def bench(args: argparse.Namespace) -> int:
+    from bot.testing import telegram_load
+
+    context = multiprocessing.get_context("spawn")
+    here, there = context.Pipe()
+    telegram = context.Process(target=telegram_load.serve, args=(there, TOKEN, SECRET), daemon=True)
+    telegram.start()
+    try:
+        api_url = here.recv()
+        results = asyncio.run(_run(args, here, api_url))
+        here.send(None)
+    finally:
+        telegram.join(timeout=10)
+        if telegram.is_alive():
+            telegram.terminate()
+    if args.json:
+        print(
+            json.dumps(
+                {"bench": "bot", "targets": {"updates_per_s": TARGET_UPDATES_S, "p99_ms": TARGET_P99_MS}, **results}
+            )
+        )
+    return 0
+
+
+def register(commands: argparse._SubParsersAction, bench_commands: argparse._SubParsersAction) -> None:
+    parser = bench_commands.add_parser("bot", help="the Telegram webhook path under load (SQLite and PostgreSQL)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("SUPPORTBOT_BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
+        help="a PostgreSQL server to create the scratch database on",
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured phase")
+    parser.add_argument("--rate", type=float, default=100.0, help="offered updates/s for the latency phase")
+    parser.add_argument("--connections", type=int, default=40, help="webhook calls in flight (Telegram's default)")
+    parser.add_argument("--chats", type=int, default=1000, help="distinct chats the updates come from")
+    parser.add_argument("--profile", action="store_true", help="also profile the service's CPU by package")
+    parser.set_defaults(func=bench)
