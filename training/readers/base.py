@@ -37,15 +37,17 @@ class DataFormatError(ValueError):
 class Malformed:
     """Policy for malformed records: raise (the default, so nothing is silently lost) or skip and count."""
 
-    def __init__(self, skip: bool = False) -> None:
+    def __init__(self, skip: bool = False, quiet: bool = False) -> None:
         self.skip = skip
+        self.quiet = quiet  # for a survey pass whose records are reported by the pass after it
         self.skipped = 0
 
     def __call__(self, error: DataFormatError) -> None:
         if not self.skip:
             raise error
         self.skipped += 1
-        log.warning("skipped malformed record: %s", error)
+        if not self.quiet:
+            log.warning("skipped malformed record: %s", error)
 
 
 def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -101,13 +101,14 @@ def _messages(path: Path, malformed: Malformed, options: TelegramOptions, header
             yield _Message(line, when, sender, name, text.strip())
 
 
-def _survey(path: Path, options: TelegramOptions) -> tuple[dict[str, Any], Counter[tuple[str, str]], list[float]]:
-    """First pass: chat header, message count per (from_id, name), and the reply gaps."""
+def _survey(path: Path, malformed: Malformed, options: TelegramOptions) -> tuple[dict[str, Any], Counter[tuple[str, str]], list[float]]:
+    """First pass: chat header, message count per (from_id, name), and the reply gaps. A malformed
+    record stops it (unless skipping, which the second pass reports)."""
     header: dict[str, Any] = {}
     counts: Counter[tuple[str, str]] = Counter()
     gaps: list[float] = []
     previous: _Message | None = None
-    for message in _messages(path, Malformed(skip=True), options, header):
+    for message in _messages(path, Malformed(skip=True, quiet=True) if malformed.skip else malformed, options, header):
         counts[(message.sender, message.name)] += 1
         if previous and previous.sender != message.sender:
             gaps.append(max(0.0, message.time - previous.time))
@@ -135,7 +136,7 @@ def read_telegram(path: Path, malformed: Malformed, persona: tuple[str, ...] = (
                   options: TelegramOptions = TelegramOptions()) -> Iterator[Dialogue]:
     """Stream cleaned conversations from one chat export."""
     gap = parse_gap(options.gap)
-    header, counts, gaps = _survey(path, options)
+    header, counts, gaps = _survey(path, malformed, options)
     me = _choose_me(path, options, header, counts)
     if gap is None:
         gap = statistics.median(gaps) if gaps else float("inf")
