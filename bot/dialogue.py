@@ -208,8 +208,8 @@ class Dialogue:
             reply, model_name = completion.text.strip(), completion.model
             if not reply:
                 outcome, reply = Outcome.FALLBACK, text("fallback", user.locale)
-            elif not self.safety.reply_is_safe(reply):
-                log.warning("output filter replaced the model's reply to message %s", message.id)
+            elif reason := self.safety.filter_reply(reply):
+                log.warning("output filter replaced the model's reply to message %s: %s", message.id, reason)
                 outcome, reply = Outcome.FILTERED, text("filtered", user.locale)
         except BackendError as exc:
             log.warning("inference backend failed for message %s: %s", message.id, type(exc).__name__)

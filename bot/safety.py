@@ -1,8 +1,9 @@
 """What the dialogue core asks of the crisis layer, in one small interface.
 
-The turn needs four things: an assessment of the incoming text, a safe reply for a level, a
-reminder of where to get help, and a check of the model's words before they are sent.
-`CrisisSafety` builds them from `bot.crisis`; tests may pass any object of this shape.
+The turn needs three things: an assessment of the incoming text, a safe reply for a level (below
+`concern`, a short reminder of where to get help), and a check of the model's words before they are
+sent. `bot.crisis.layer.CrisisLayer` builds them from the crisis package; tests may pass any object
+of this shape.
 """
 
 from __future__ import annotations
@@ -25,4 +26,6 @@ class Safety(Protocol):
 
     def safe_reply(self, assessment: Assessment, locale: str | None, country: str | None) -> SafeReply: ...
 
-    def reply_is_safe(self, text: str) -> bool: ...
+    def filter_reply(self, text: str) -> str | None:
+        """None when the model's reply may be sent; otherwise why it must not be (no user words)."""
+        ...

@@ -76,9 +76,9 @@ class Service:
             await db.dispose()
             raise StartupError(str(exc)) from None
         if safety is None:
-            from bot.crisis_safety import CrisisSafety
+            from bot.crisis.layer import CrisisLayer
 
-            safety = CrisisSafety.load()
+            safety = CrisisLayer.load()
         if backend is None and load_backend:
             backend = await open_backend(settings)
         alerts = OperatorAlerts()

@@ -54,5 +54,5 @@ class KeywordSafety:
     def safe_reply(self, assessment: Assessment, locale: str | None, country: str | None) -> SafeReply:
         return SafeReply("You matter. Please call 112 or a helpline now.", "test-helpline")
 
-    def reply_is_safe(self, text: str) -> bool:
-        return not any(word in text for word in self.unsafe_words)
+    def filter_reply(self, text: str) -> str | None:
+        return "unsafe word" if any(word in text for word in self.unsafe_words) else None
