@@ -21,7 +21,7 @@ from bot.crisis.levels import Tag
 DEFAULT_PATH = Path(__file__).with_name("data") / "helplines.yaml"
 INTERNATIONAL = "INT"
 _PHONE_JUNK = re.compile(r"[\s\-().]")
-_TOPIC_FOR_TAG = {Tag.ABUSE: "abuse", Tag.MINOR: "minor"}
+_TOPIC_FOR_TAG = {Tag.MINOR: "minor", Tag.ABUSE: "abuse"}  # in order of preference
 
 
 class HelplineError(ValueError):
@@ -59,8 +59,10 @@ class Resources:
 
     def pick(self, tags: Iterable[Tag] = (), limit: int = 3) -> tuple[Helpline, ...]:
         """The lines to show: ones for the situation's topic (abuse, minor) first, then general crisis lines."""
-        wanted = {_TOPIC_FOR_TAG[t] for t in tags if t in _TOPIC_FOR_TAG}
-        specific = [h for h in self.helplines if h.topics & wanted]
+        present = set(tags)
+        wanted = [topic for tag, topic in _TOPIC_FOR_TAG.items() if tag in present]  # a child's line first
+        specific = [h for topic in wanted for h in self.helplines if topic in h.topics]
+        specific = list(dict.fromkeys(specific))
         general = [h for h in self.helplines if h.topics & {"suicide", "crisis"} and h not in specific]
         chosen = specific + general or list(self.helplines)  # lines for other topics only if nothing else
         return tuple(chosen[:limit])

@@ -177,6 +177,7 @@ class _Builder:
     def __init__(self, classes: Mapping[str, Sequence[str]]) -> None:
         self.classes = classes
         self.rules: list[Rule] = []
+        self.rule_places: dict[str, str] = {}
         self.idioms: list[Idiom] = []
         self.contexts: dict[str, tuple[Context, str]] = {}
         self.combinations: list[tuple[Combination, str]] = []
@@ -190,7 +191,9 @@ class _Builder:
         version = str(doc["version"])
         self.versions[file.name] = version
         for i, entry in enumerate(_list(doc, "rules", file)):
-            self.rules.append(self._rule(entry, f"{file}: rules[{i}]", version))
+            rule = self._rule(entry, f"{file}: rules[{i}]", version)
+            self.rules.append(rule)
+            self.rule_places[rule.id] = f"{file}: rules[{i}] ({rule.id})"
         for i, entry in enumerate(_list(doc, "idioms", file)):
             where = f"{file}: idioms[{i}]"
             entry = _mapping(entry, where, {"id", "patterns", "note"})
@@ -228,7 +231,8 @@ class _Builder:
         for rule in self.rules:
             missing = rule.unless - set(self.contexts)
             if missing:
-                raise LexiconError(f"rule {rule.id}: 'unless' names undefined context(s) {sorted(missing)}")
+                where = self.rule_places[rule.id]
+                raise LexiconError(f"{where}: 'unless' names undefined context(s) {sorted(missing)}")
         return Lexicon(
             rules=tuple(self.rules),
             idioms=tuple(self.idioms),
