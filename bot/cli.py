@@ -14,9 +14,19 @@ Registrar = Callable[[argparse._SubParsersAction, argparse._SubParsersAction], N
 
 def _registrars() -> list[Registrar]:
     from bot import commands
+    from bot.channels import telegram_bench, twilio_bench
+    from bot.crisis import commands as crisis_commands
+    from inference import commands as inference_commands
     from training import commands as training_commands
 
-    return [commands.register, training_commands.register]
+    return [
+        commands.register,
+        training_commands.register,
+        inference_commands.register,
+        twilio_bench.register,
+        telegram_bench.register,
+        crisis_commands.register,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

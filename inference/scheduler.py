@@ -88,6 +88,8 @@ class Scheduler:
         self._running = 0
         self._batch_seconds = 1.0  # moving average of a batch's duration, for Retry-After
         self._closed = False
+        self.batches = 0  # generate calls run, and requests they carried (mean batch size = ratio)
+        self.batched_requests = 0
 
     @property
     def waiting(self) -> int:
@@ -113,11 +115,11 @@ class Scheduler:
             job = self._queue.popleft()
             if not job.future.done():
                 job.future.set_exception(SchedulerClosed("the inference worker is shutting down"))
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        self._executor.shutdown(wait=True)
         self._gauge()
+        self._arrival.set()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=False)
 
     async def generate(
         self, prompt: Sequence[int], params: GenerationParams, on_token: TokenSink | None = None
@@ -152,14 +154,17 @@ class Scheduler:
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closed:
             if not self._queue:
                 self._arrival.clear()
                 await self._arrival.wait()
+                continue
             batch = await self._collect()
             if not batch:
                 continue
             started = time.perf_counter()
+            self.batches += 1
+            self.batched_requests += len(batch)
             self._running = len(batch)
             self._gauge()
             if self.metrics:

@@ -1,0 +1,250 @@
+"""`supportbot bench inference`: batched serving against one-request-at-a-time generate.
+
+N conversations talk at once (closed loop: each sends its next turn when the last reply came
+back). A conversation is one of the bundled support chats with its persona; its k-th request
+is the history up to its k-th user turn, with the bundled bot replies as history, so every
+prompt is fixed in advance and the sequential baseline can run the very same prompts through
+plain `model.generate`, batch size 1. The baseline runs on an evenly spread sample of the prompts
+(all of them when few) so that a run stays within minutes; throughput is compared per reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from aiohttp import web
+from tqdm import tqdm
+
+from inference.api import ChatMessage, GenerationParams
+from inference.client import OpenAIChatClient
+from inference.engine import Engine, Generated
+from inference.scheduler import Scheduler
+from inference.server import SCHEDULER, create_app
+from inference.synthetic import sample_conversations
+
+Decoding = Literal["greedy", "beam", "model"]
+DECODINGS: dict[str, dict[str, Any]] = {
+    "greedy": dict(temperature=0.0, num_beams=1),
+    # BlenderBot's published recipe.
+    "beam": dict(temperature=0.0, num_beams=10, min_tokens=20, no_repeat_ngram_size=3),
+    "model": {},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    conversations: list[list[list[ChatMessage]]]  # conversation -> its requests -> messages
+
+    @property
+    def requests(self) -> list[list[ChatMessage]]:
+        return [request for conversation in self.conversations for request in conversation]
+
+
+def build_workload(concurrency: int, turns: int) -> Workload:
+    """`concurrency` conversations of `turns` requests each, cycling through the bundled chats."""
+    chats = sample_conversations()
+    conversations = []
+    for index in range(concurrency):
+        chat = chats[index % len(chats)]
+        persona = [ChatMessage("system", line) for line in chat["persona"]]
+        history = [ChatMessage("user" if i % 2 == 0 else "assistant", text) for i, text in enumerate(chat["turns"])]
+        user_turns = [i for i, message in enumerate(history) if message.role == "user"]
+        # Later turns carry more history; start so that the last requests end the chat.
+        chosen = user_turns[-turns:] if turns <= len(user_turns) else user_turns
+        conversations.append([persona + history[: i + 1] for i in chosen])
+    return Workload(conversations)
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    replies: int
+    seconds: float
+    replies_per_s: float
+    tokens_per_s: float
+    p50_s: float
+    p95_s: float
+    mean_prompt_tokens: float
+    mean_completion_tokens: float
+
+
+def figures(latencies: Sequence[float], seconds: float, prompt_tokens: Sequence[int], tokens: Sequence[int]) -> Figures:
+    ordered = sorted(latencies)
+    return Figures(
+        replies=len(ordered), seconds=round(seconds, 3),
+        replies_per_s=round(len(ordered) / seconds, 3), tokens_per_s=round(sum(tokens) / seconds, 2),
+        p50_s=round(statistics.median(ordered), 3), p95_s=round(_percentile(ordered, 0.95), 3),
+        mean_prompt_tokens=round(statistics.fmean(prompt_tokens), 1), mean_completion_tokens=round(statistics.fmean(tokens), 1),
+    )
+
+
+def _percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+
+
+async def run_batched(
+    engine: Engine, workload: Workload, params: GenerationParams, *, via: Literal["http", "inprocess"],
+    max_batch_size: int, max_wait_ms: float,
+) -> tuple[Figures, dict[int, str], float]:
+    """Drive the conversations concurrently; return figures, reply text by request index, mean batch size."""
+    texts: dict[int, str] = {}
+    latencies: list[float] = []
+    prompt_tokens: list[int] = []
+    tokens: list[int] = []
+    total = len(workload.requests)
+    offsets = [sum(len(c) for c in workload.conversations[:i]) for i in range(len(workload.conversations))]
+
+    scheduler: Scheduler | None = None
+    runner: web.AppRunner | None = None
+    if via == "http":
+        app = create_app(engine, model_name="bench", max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                         max_queue=max(256, total))
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        client = OpenAIChatClient(f"http://127.0.0.1:{runner.addresses[0][1]}", model="bench", timeout=3600, retries=0)
+        scheduler = app[SCHEDULER]
+    else:
+        scheduler = Scheduler(engine, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max(256, total))
+
+    async def ask(messages: list[ChatMessage]) -> tuple[str, int, int]:
+        if via == "http":
+            completion = await client.complete(messages, params)
+            return completion.text, completion.prompt_tokens, completion.completion_tokens
+        result = await scheduler.generate(engine.prompt_ids(messages), params)
+        return result.text, result.prompt_tokens, result.completion_tokens
+
+    await ask(workload.requests[0])  # warm-up, not timed
+    batches_before, batched_before = scheduler.batches, scheduler.batched_requests
+    progress = tqdm(total=total, desc="batched", unit="reply", leave=False)
+
+    async def converse(index: int) -> None:
+        for turn, messages in enumerate(workload.conversations[index]):
+            started = time.perf_counter()
+            text, prompt_n, completion_n = await ask(messages)
+            latencies.append(time.perf_counter() - started)
+            texts[offsets[index] + turn] = text
+            prompt_tokens.append(prompt_n)
+            tokens.append(completion_n)
+            progress.update()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(converse(i) for i in range(len(workload.conversations))))
+    elapsed = time.perf_counter() - started
+    progress.close()
+    batches = scheduler.batches - batches_before
+    mean_batch = (scheduler.batched_requests - batched_before) / batches
+    if via == "http":
+        await client.aclose()
+        await runner.cleanup()
+    else:
+        await scheduler.aclose()
+    return figures(latencies, elapsed, prompt_tokens, tokens), texts, mean_batch
+
+
+def run_sequential(
+    engine: Engine, workload: Workload, params: GenerationParams, sample: int
+) -> tuple[Figures, dict[int, Generated]]:
+    """Plain `model.generate`, one request at a time, on an evenly spread sample of the prompts."""
+    requests = workload.requests
+    step = max(1, len(requests) // sample) if sample else 1
+    chosen = list(range(0, len(requests), step))[: sample or None]
+    prompts = {i: engine.prompt_ids(requests[i]) for i in chosen}
+    warm = prompts[chosen[0]]
+    engine.generate([warm], *_config(engine, params, warm))  # warm-up, not timed
+    results: dict[int, Generated] = {}
+    latencies = []
+    for i in tqdm(chosen, desc="sequential", unit="reply", leave=False):
+        started = time.perf_counter()
+        results[i] = engine.generate([prompts[i]], *_config(engine, params, prompts[i]), seed=params.seed)[0]
+        latencies.append(time.perf_counter() - started)
+    fig = figures(
+        latencies, sum(latencies), [r.prompt_tokens for r in results.values()],
+        [r.completion_tokens for r in results.values()],
+    )
+    return fig, results
+
+
+def _config(engine: Engine, params: GenerationParams, prompt: list[int]) -> tuple[Any, list[int]]:
+    config, limit = engine.request(params, len(prompt))
+    return config, [limit]
+
+
+def run_continuous(engine: Engine, workload: Workload, params: GenerationParams) -> Figures:
+    """transformers' continuous batching on every prompt at once (its best case: no arrivals to wait for)."""
+    prompts = [engine.prompt_ids(r) for r in workload.requests]
+    config, limit = engine.request(params, max(len(p) for p in prompts))
+    engine.model.generate_batch(prompts[:1], generation_config=config)  # warm-up
+    started = time.perf_counter()
+    outputs = engine.model.generate_batch(prompts, generation_config=config)
+    elapsed = time.perf_counter() - started
+    tokens = [len(o.generated_tokens) for o in outputs.values()]
+    return figures([elapsed] * len(prompts), elapsed, [len(p) for p in prompts], tokens)
+
+
+def bench(
+    engine: Engine, *, concurrency: int, turns: int, max_tokens: int, decoding: Decoding, via: Literal["http", "inprocess"],
+    baseline_sample: int, max_batch_size: int, max_wait_ms: float, continuous: bool,
+) -> dict[str, Any]:
+    """One full comparison; returns everything the command prints."""
+    load_before = os.getloadavg()
+    workload = build_workload(concurrency, turns)
+    params = GenerationParams(max_tokens=max_tokens, **DECODINGS[decoding])
+    sequential, alone = run_sequential(engine, workload, params, baseline_sample)
+    batched, texts, mean_batch = asyncio.run(
+        run_batched(engine, workload, params, via=via, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+    )
+    compared = [i for i in alone if i in texts]
+    agreement = sum(texts[i] == alone[i].text for i in compared) / len(compared)
+    report: dict[str, Any] = {
+        "model": engine.name, "family": engine.family, "device": str(engine.device), "dtype": str(engine.model.dtype),
+        "decoding": decoding, "via": via, "concurrency": concurrency, "requests": len(workload.requests),
+        "max_tokens": max_tokens, "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms,
+        "batched": asdict(batched), "sequential": asdict(sequential),
+        "throughput_ratio": round(batched.replies_per_s / sequential.replies_per_s, 2),
+        "p95_over_lone_p50": round(batched.p95_s / sequential.p50_s, 2),
+        "agreement": round(agreement, 3), "agreement_compared": len(compared),
+        "mean_batch_size": round(mean_batch, 2),
+        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
+        "cpu_count": os.cpu_count(),
+    }
+    if continuous:
+        if engine.family != "causal":
+            report["continuous_batching"] = "not available for encoder-decoder models"
+        else:
+            report["continuous_batching"] = asdict(run_continuous(engine, workload, params))
+    return report
+
+
+def render(report: dict[str, Any]) -> str:
+    """The human-readable table."""
+    b, s = report["batched"], report["sequential"]
+    lines = [
+        f"model {report['model']} ({report['family']}, {report['dtype']}, {report['device']}), decoding {report['decoding']},"
+        f" {report['concurrency']} concurrent conversations, {report['requests']} requests via {report['via']},"
+        f" max_tokens {report['max_tokens']}",
+        f"{'':12}{'replies/s':>10}{'tokens/s':>10}{'p50 s':>8}{'p95 s':>8}{'replies':>9}{'prompt tok':>11}{'reply tok':>10}",
+    ]
+    for name, f in (("batched", b), ("sequential", s)):
+        lines.append(
+            f"{name:12}{f['replies_per_s']:>10.2f}{f['tokens_per_s']:>10.1f}{f['p50_s']:>8.2f}{f['p95_s']:>8.2f}"
+            f"{f['replies']:>9}{f['mean_prompt_tokens']:>11.1f}{f['mean_completion_tokens']:>10.1f}"
+        )
+    cb = report.get("continuous_batching")
+    if isinstance(cb, dict):
+        lines.append(f"{'continuous':12}{cb['replies_per_s']:>10.2f}{cb['tokens_per_s']:>10.1f}   (transformers generate_batch, all prompts at once)")
+    elif cb:
+        lines.append(f"continuous batching: {cb}")
+    lines.append(
+        f"throughput x{report['throughput_ratio']} of sequential; batched p95 = {report['p95_over_lone_p50']} x lone p50;"
+        f" mean batch {report['mean_batch_size']}; batched==alone on {report['agreement']:.0%} of {report['agreement_compared']}"
+    )
+    lines.append(f"load average before {report['load_before']} after {report['load_after']} on {report['cpu_count']} CPUs")
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""Dynamic batching: who shares a batch, what comes back, queue limits, dropped callers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from inference.api import ChatMessage, GenerationParams
+from inference.metrics import WorkerMetrics
+from inference.scheduler import Overloaded, Scheduler, SchedulerClosed
+from tests.inference_fixtures import Gate, tiny_engines, tiny_model_dirs  # noqa: F401
+
+GREEDY = GenerationParams(temperature=0, num_beams=1, min_tokens=6, max_tokens=10)
+CHATS = [[ChatMessage("user", "hello " * i + "my dog died")] for i in range(1, 7)]
+
+
+@pytest.fixture
+def causal(tiny_engines):  # noqa: F811
+    return tiny_engines["causal"]
+
+
+async def test_concurrent_requests_share_one_batch_and_match_alone(causal):
+    metrics = WorkerMetrics("tiny")
+    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50, metrics=metrics)
+    prompts = [causal.prompt_ids(chat) for chat in CHATS]
+    streamed: list[int] = []
+    results = await asyncio.gather(
+        *(scheduler.generate(p, GREEDY, on_token=streamed.append if i == 0 else None) for i, p in enumerate(prompts))
+    )
+    await scheduler.aclose()
+    assert (scheduler.batches, scheduler.batched_requests) == (1, len(prompts))
+    config, limit = causal.request(GREEDY, 0)
+    alone = [causal.generate([p], config, [limit])[0] for p in prompts]
+    assert [r.token_ids for r in results] == [r.token_ids for r in alone]
+    assert streamed == results[0].token_ids  # the stream carries exactly the reply's tokens
+    text = metrics.exposition().decode()
+    assert 'vllm:batch_size_sum{model_name="tiny"} 6.0' in text
+    assert f'vllm:generation_tokens_total{{model_name="tiny"}} {float(sum(r.completion_tokens for r in results))}' in text
+    assert 'vllm:time_to_first_token_seconds_count{model_name="tiny"} 6.0' in text
+
+
+async def test_different_decoding_settings_never_share_a_batch(causal):
+    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50)
+    prompt = causal.prompt_ids(CHATS[0])
+    beam = GenerationParams(temperature=0, num_beams=3, max_tokens=6)
+    await asyncio.gather(
+        scheduler.generate(prompt, GREEDY), scheduler.generate(prompt, beam), scheduler.generate(prompt, GREEDY)
+    )
+    await scheduler.aclose()
+    assert (scheduler.batches, scheduler.batched_requests) == (2, 3)
+
+
+async def test_different_max_tokens_share_a_greedy_batch(causal):
+    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50)
+    prompt = causal.prompt_ids(CHATS[0])
+    short, long = await asyncio.gather(
+        scheduler.generate(prompt, GenerationParams(temperature=0, min_tokens=3, max_tokens=3)),
+        scheduler.generate(prompt, GenerationParams(temperature=0, min_tokens=3, max_tokens=9)),
+    )
+    await scheduler.aclose()
+    assert scheduler.batches == 1
+    assert short.completion_tokens == 3 and short.finish_reason == "length"
+    assert long.token_ids[:3] == short.token_ids and long.completion_tokens > 3
+
+
+async def test_seeded_sampling_is_reproducible_under_load(causal):
+    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50)
+    prompt = causal.prompt_ids(CHATS[2])
+    seeded = GenerationParams(temperature=1.0, seed=11, min_tokens=8, max_tokens=8)
+    alone = await scheduler.generate(prompt, seeded)
+    crowd = [scheduler.generate(causal.prompt_ids(c), GenerationParams(temperature=1.0, max_tokens=8)) for c in CHATS]
+    again, *_ = await asyncio.gather(scheduler.generate(prompt, seeded), *crowd)
+    await scheduler.aclose()
+    assert again.token_ids == alone.token_ids
+
+
+async def test_full_queue_is_refused_with_a_retry_hint(causal):
+    scheduler = Scheduler(causal, max_batch_size=1, max_wait_ms=0, max_queue=2)
+    prompt = causal.prompt_ids(CHATS[0])
+    with Gate(causal) as gate:
+        running = asyncio.create_task(scheduler.generate(prompt, GREEDY))
+        await asyncio.to_thread(gate.entered.wait, 10)  # the first request holds the engine
+        queued = [asyncio.create_task(scheduler.generate(prompt, GREEDY)) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        assert scheduler.waiting == 2
+        with pytest.raises(Overloaded) as refused:
+            await scheduler.generate(prompt, GREEDY)
+        assert refused.value.retry_after >= 1
+        gate.opened.set()
+        await asyncio.gather(running, *queued)
+    await scheduler.aclose()
+
+
+async def test_cancelled_caller_leaves_the_queue(causal):
+    scheduler = Scheduler(causal, max_batch_size=1, max_wait_ms=0)
+    prompt = causal.prompt_ids(CHATS[0])
+    with Gate(causal) as gate:
+        running = asyncio.create_task(scheduler.generate(prompt, GREEDY))
+        await asyncio.to_thread(gate.entered.wait, 10)
+        gone = asyncio.create_task(scheduler.generate(prompt, GREEDY))
+        await asyncio.sleep(0.01)
+        assert scheduler.waiting == 1
+        gone.cancel()
+        await asyncio.sleep(0.01)
+        assert scheduler.waiting == 0
+        gate.opened.set()
+        await running
+    await scheduler.aclose()
+    assert scheduler.batched_requests == 1  # the cancelled request never ran
+
+
+async def test_closing_fails_queued_requests_and_refuses_new_ones(causal):
+    scheduler = Scheduler(causal, max_batch_size=1, max_wait_ms=0)
+    prompt = causal.prompt_ids(CHATS[0])
+    with Gate(causal) as gate:
+        running = asyncio.create_task(scheduler.generate(prompt, GREEDY))
+        await asyncio.to_thread(gate.entered.wait, 10)
+        queued = asyncio.create_task(scheduler.generate(prompt, GREEDY))
+        await asyncio.sleep(0.01)
+        closing = asyncio.create_task(scheduler.aclose())
+        await asyncio.sleep(0.01)
+        gate.opened.set()
+        await closing
+    with pytest.raises(SchedulerClosed):
+        await queued
+    assert (await running).completion_tokens > 0  # the batch already running finishes
+    with pytest.raises(SchedulerClosed):
+        await scheduler.generate(prompt, GREEDY)
+
+
+async def test_failed_batch_fails_its_requests_not_the_scheduler(causal):
+    scheduler = Scheduler(causal, max_batch_size=4, max_wait_ms=0)
+    prompt = causal.prompt_ids(CHATS[0])
+    with pytest.raises(IndexError):  # a token id outside the vocabulary breaks the embedding lookup
+        await scheduler.generate([causal.model.config.vocab_size + 5], GREEDY)
+    assert (await scheduler.generate(prompt, GREEDY)).completion_tokens > 0
+    await scheduler.aclose()
