@@ -91,6 +91,8 @@ class RuleEngine:
         if any(i in cue_ends for i in match.gaps):
             return True
         start = match.start
+        if start in breaks:  # the match opens its own clause ("... when I'm gone")
+            return False
         clause = tokens[start].clause
         for j in range(start - 1, max(-1, start - 1 - self.lexicon.negation.window), -1):
             if tokens[j].clause != clause or j in breaks:

@@ -1,0 +1,43 @@
+"""Regression on labelled sets: the development set (a copy of shared/data/crisis_dev.jsonl) and
+our own larger set of varied phrases (tests/data/crisis_phrases.jsonl), held to the issue's goals.
+
+Latency is not asserted here (timing belongs to `supportbot crisis eval`, which prints it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.crisis.detector import CrisisDetector
+from bot.crisis.evaluation import Report, evaluate, load_examples
+
+DATA = Path(__file__).with_name("data")
+SETS = ["crisis_dev.jsonl", "crisis_phrases.jsonl"]
+
+
+@pytest.fixture(scope="module")
+def detector() -> CrisisDetector:
+    return CrisisDetector.load()
+
+
+@pytest.fixture(scope="module", params=SETS)
+def report(request: pytest.FixtureRequest, detector: CrisisDetector) -> Report:
+    return evaluate(detector.assess, load_examples(DATA / request.param), progress=False)
+
+
+def test_crisis_recall_overall_and_per_language(report: Report) -> None:
+    assert report.overall.recall("crisis") >= 0.95
+    assert set(report.per_language) == {"en", "uk", "ru", "pl"}
+    for lang, scores in report.per_language.items():
+        assert scores.recall("crisis") >= 0.90, lang
+
+
+def test_none_to_crisis_false_positive_rate(report: Report) -> None:
+    assert report.overall.rate("none", "crisis") <= 0.05
+
+
+def test_distress_is_mostly_not_escalated(report: Report) -> None:
+    assert report.overall.rate("distress", "crisis") <= 0.10
+    assert report.overall.recall("distress") >= 0.75
