@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.channels.telegram_text import MAX_MESSAGE, tg_text, utf16_len
+from bot.crisis.layer import CrisisLayer
 from bot.testing.fake_bot_api import BOT_ID, BOT_USERNAME, callback_update, message_update
 from bot.texts import text
 from db.models import Conversation, ConversationStatus, Escalation, Message, Persona, User
@@ -16,6 +17,12 @@ from tests.doubles import EchoBackend
 from tests.telegram_harness import MODES, sqlite, telegram_bot
 
 pytestmark = pytest.mark.parametrize("mode", MODES)
+
+
+@pytest.fixture(scope="module")
+def crisis_layer() -> CrisisLayer:
+    return CrisisLayer.load()
+
 
 CHAT = 4242
 
@@ -51,16 +58,16 @@ async def test_feedback_on_someone_elses_reply_is_not_stored(tmp_path: Path, mod
         assert not bot.api.calls_of("editMessageReplyMarkup")
 
 
-async def test_start_explains_the_bot_privacy_and_help(tmp_path: Path, mode: str) -> None:
-    async with telegram_bot(sqlite(tmp_path), mode) as bot:
-        await bot.deliver(message_update(CHAT, text="/start", language_code="uk"))
+async def test_start_explains_the_bot_privacy_helplines_and_help(tmp_path: Path, mode: str, crisis_layer) -> None:
+    async with telegram_bot(sqlite(tmp_path), mode, safety=crisis_layer) as bot:
+        await bot.deliver(message_update(CHAT, text="/start", language_code="pl"))
         (welcome,) = await bot.api.wait_for_messages(CHAT, 1)
-        assert welcome.startswith("Привіт") and "/forget" in welcome and "/human" in welcome
-        assert "112" in welcome  # where to get urgent help
-        await bot.deliver(message_update(CHAT, text="/help", language_code="uk"))
+        assert welcome.startswith("Cześć") and "/forget" in welcome and "/human" in welcome
+        assert "800 70 2222" in welcome and "112" in welcome  # a Polish helpline and the emergency number
+        await bot.deliver(message_update(CHAT, text="/help", language_code="pl"))
         assert "/persona" in (await bot.api.wait_for_messages(CHAT, 2))[1]
-        await bot.deliver(message_update(CHAT, text="/nonsense", language_code="uk"))
-        assert (await bot.api.wait_for_messages(CHAT, 3))[2] == tg_text("unknown_command", "uk")
+        await bot.deliver(message_update(CHAT, text="/nonsense", language_code="pl"))
+        assert (await bot.api.wait_for_messages(CHAT, 3))[2] == tg_text("unknown_command", "pl")
         assert await bot.count(Message) == 0  # commands are not conversation turns
 
 

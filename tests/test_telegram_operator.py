@@ -10,6 +10,7 @@ from sqlalchemy import select
 from bot.alerts import Alert
 from bot.channels.telegram_operator import format_alert
 from bot.channels.telegram_text import tg_text
+from bot.crisis.layer import CrisisLayer
 from bot.testing.fake_bot_api import BOT_ID, callback_update, message_update
 from db.models import Conversation, Escalation, EscalationStatus, Message, Role
 from tests.doubles import EchoBackend
@@ -34,16 +35,20 @@ def _alert_message(text: str, message_id: int = 500) -> dict:
 async def test_crisis_with_model_down_gets_helpline_reply_and_operator_alert(tmp_path: Path) -> None:
     backend = EchoBackend()
     backend.fail = True
-    async with telegram_bot(sqlite(tmp_path), "webhook", backend=backend, operator_chat_id=OPERATORS) as bot:
-        await bot.deliver(message_update(PERSON, text="CRISIS I want to end it tonight"))
+    words = "Я більше не можу, хочу покінчити з собою сьогодні вночі"
+    async with telegram_bot(
+        sqlite(tmp_path), "webhook", backend=backend, safety=CrisisLayer.load(), operator_chat_id=OPERATORS
+    ) as bot:
+        await bot.deliver(message_update(PERSON, text=words, language_code="uk"))
         (reply,) = bot.api.texts_to(PERSON)
-        assert reply == "You matter. Please call 112 or a helpline now."  # the crisis layer's safe reply
+        assert "7333" in reply and "112" in reply  # Ukraine's suicide-prevention line and emergency number
         assert "reply_markup" not in bot.api.calls_of("sendMessage", PERSON)[0].params  # no 👍/👎 under it
+        assert not backend.calls  # the model was never needed
         (alert,) = await bot.api.wait_for_messages(OPERATORS, 1)
         async with bot.service.db.transaction() as session:
             escalation = await session.scalar(select(Escalation))
-        assert f"#conv{escalation.conversation_id}" in alert and "crisis" in alert
-        assert "end it tonight" in alert  # the excerpt operators need to judge
+        assert f"#conv{escalation.conversation_id}" in alert and ("crisis" in alert or "emergency" in alert)
+        assert "покінчити з собою" in alert  # the excerpt operators need to judge
         assert f"/take {escalation.conversation_id}" in alert
         markup = bot.api.calls_of("sendMessage", OPERATORS)[0].params["reply_markup"]
         data = [b["callback_data"] for row in markup["inline_keyboard"] for b in row]

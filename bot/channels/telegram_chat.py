@@ -15,6 +15,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 
 from bot.channels.telegram_send import send_text, typing
 from bot.channels.telegram_text import tg_text
+from bot.crisis.levels import Assessment, Level
 from bot.dialogue import Incoming, Outcome
 from bot.service import Service
 from bot.texts import LANGUAGES, builtin_personas, text
@@ -46,11 +47,6 @@ def feedback_buttons(reply_id: int, chosen: int | None = None) -> InlineKeyboard
             ]
         ]
     )
-
-
-def helplines(locale: str | None) -> str:
-    """Where to get urgent help, for the /start and /human texts."""
-    return tg_text("emergency_generic", locale)
 
 
 def _telegram_language(update: Update) -> str | None:
@@ -93,15 +89,25 @@ class PrivateChat:
             ]
         )
 
-    async def _locale(self, update: Update) -> str | None:
-        """The language the person chose with /language, else their Telegram app's language."""
+    async def _profile(self, update: Update) -> tuple[str | None, str | None]:
+        """The person's language (chosen with /language, else their Telegram app's) and country, if known."""
         try:
             async with self.service.db.transaction() as session:
                 user = await repo.find_user(session, CHANNEL, str(update.effective_chat.id))
         except DATABASE_ERRORS:
             log.warning("database unavailable reading a Telegram user's language")
             user = None
-        return (user.locale if user else None) or _telegram_language(update)
+        locale = (user.locale if user else None) or _telegram_language(update)
+        return locale, user.country if user else None
+
+    async def _locale(self, update: Update) -> str | None:
+        return (await self._profile(update))[0]
+
+    async def _helplines(self, update: Update) -> tuple[str | None, str]:
+        """The person's language, and where they can reach a human now: their country's helpline and
+        emergency number, from the crisis layer (country from the profile or the language's region)."""
+        locale, country = await self._profile(update)
+        return locale, self.dialogue.safety.safe_reply(Assessment(Level.NONE), locale, country).text
 
     async def _say(self, update: Update, context: Context, key: str, **fields: object) -> None:
         locale = await self._locale(update)
@@ -151,8 +157,8 @@ class PrivateChat:
     # --- commands ----------------------------------------------------------------------------
 
     async def start(self, update: Update, context: Context) -> None:
-        locale = await self._locale(update)
-        await send_text(context.bot, update.effective_chat.id, tg_text("welcome", locale, helplines=helplines(locale)))
+        locale, helplines = await self._helplines(update)
+        await send_text(context.bot, update.effective_chat.id, tg_text("welcome", locale, helplines=helplines))
 
     async def help(self, update: Update, context: Context) -> None:
         await self._say(update, context, "help")
@@ -166,14 +172,14 @@ class PrivateChat:
         await send_text(context.bot, update.effective_chat.id, text("reset", locale))
 
     async def human(self, update: Update, context: Context) -> None:
-        locale = await self._locale(update)
+        locale, helplines = await self._helplines(update)
         try:
             escalation = await self.service.handoff.request_human(CHANNEL, str(update.effective_chat.id))
         except DATABASE_ERRORS:
             log.exception("database failed recording a request for a human")
             escalation = None
         key = "human_requested" if escalation is not None else "human_failed"
-        await send_text(context.bot, update.effective_chat.id, tg_text(key, locale, helplines=helplines(locale)))
+        await send_text(context.bot, update.effective_chat.id, tg_text(key, locale, helplines=helplines))
 
     async def persona(self, update: Update, context: Context) -> None:
         """/persona shows the built-in personas as buttons; /persona LINES sets the person's own."""

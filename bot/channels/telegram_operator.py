@@ -97,16 +97,10 @@ class OperatorChat:
 
     def install(self, application: Application) -> None:
         here = filters.Chat(self.chat_id) & filters.UpdateType.MESSAGE
-        commands = {
-            "take": self.take,
-            "release": self.release,
-            "say": self.say,
-            "ack": self.ack,
-            "resolve": self.resolve,
-        }
-        application.add_handlers([CommandHandler(name, handler, here) for name, handler in commands.items()])
         application.add_handlers(
             [
+                CommandHandler(["take", "release", "ack", "resolve"], self.command, here),
+                CommandHandler("say", self.say, here),
                 MessageHandler(here & filters.REPLY & filters.TEXT & ~filters.COMMAND, self.reply),
                 CallbackQueryHandler(self.on_button, _BUTTON_DATA),
             ]
@@ -138,66 +132,33 @@ class OperatorChat:
 
     # --- operator commands -------------------------------------------------------------------
 
-    async def _confirm(self, message: Message, done: bool, key: str, target: int, **fields: object) -> None:
-        if done:
-            await message.reply_text(tg_text(key, **fields))
-        else:
-            await message.reply_text(tg_text("operator_not_found", target=target))
+    async def _act(self, action: str, number: int, user: User | None, lower_to: Level | None = None) -> str:
+        """One handoff step by an operator; returns the line that tells the operator chat what happened."""
+        operator = operator_name(user)
+        match action:
+            case "take":
+                done, key = await self.handoff.take(number, operator), "operator_taken"
+            case "release":
+                done, key = await self.handoff.release(number, operator), "operator_released"
+            case "ack":
+                done, key = await self.handoff.acknowledge(number, operator), "operator_acknowledged"
+            case _:
+                done, key = await self.handoff.resolve(number, operator, lower_to), "operator_resolved"
+        if not done:
+            return tg_text("operator_not_found", target=number)
+        return tg_text(key, operator=_display(user), conversation=number, escalation=number)
 
-    async def take(self, update: Update, context: Context) -> None:
-        message, conversation = update.effective_message, _number(context.args)
-        if conversation is None:
+    async def command(self, update: Update, context: Context) -> None:
+        """/take ID, /release ID, /ack ESCALATION, /resolve ESCALATION [none|distress|concern]."""
+        message = update.effective_message
+        action = message.text.split()[0].lstrip("/").split("@")[0].lower()
+        number = _number(context.args)
+        lower = context.args[1].lower() if action == "resolve" and len(context.args) > 1 else None
+        if number is None or (lower is not None and lower not in _LOWER_TO):
             await message.reply_text(tg_text("operator_usage"))
             return
-        done = await self.handoff.take(conversation, operator_name(update.effective_user))
-        await self._confirm(
-            message,
-            done,
-            "operator_taken",
-            conversation,
-            operator=_display(update.effective_user),
-            conversation=conversation,
-        )
-
-    async def release(self, update: Update, context: Context) -> None:
-        message, conversation = update.effective_message, _number(context.args)
-        if conversation is None:
-            await message.reply_text(tg_text("operator_usage"))
-            return
-        done = await self.handoff.release(conversation, operator_name(update.effective_user))
-        await self._confirm(message, done, "operator_released", conversation, conversation=conversation)
-
-    async def ack(self, update: Update, context: Context) -> None:
-        message, escalation = update.effective_message, _number(context.args)
-        if escalation is None:
-            await message.reply_text(tg_text("operator_usage"))
-            return
-        done = await self.handoff.acknowledge(escalation, operator_name(update.effective_user))
-        await self._confirm(
-            message,
-            done,
-            "operator_acknowledged",
-            escalation,
-            operator=_display(update.effective_user),
-            escalation=escalation,
-        )
-
-    async def resolve(self, update: Update, context: Context) -> None:
-        """/resolve ESCALATION [none|distress|concern]: close it, optionally lowering the sticky level."""
-        message, escalation = update.effective_message, _number(context.args)
-        lower = context.args[1].lower() if context.args and len(context.args) > 1 else None
-        if escalation is None or (lower is not None and lower not in _LOWER_TO):
-            await message.reply_text(tg_text("operator_usage"))
-            return
-        done = await self.handoff.resolve(escalation, operator_name(update.effective_user), _LOWER_TO.get(lower or ""))
-        await self._confirm(
-            message,
-            done,
-            "operator_resolved",
-            escalation,
-            operator=_display(update.effective_user),
-            escalation=escalation,
-        )
+        lower_to = _LOWER_TO[lower] if lower is not None else None
+        await message.reply_text(await self._act(action, number, update.effective_user, lower_to))
 
     async def say(self, update: Update, context: Context) -> None:
         """/say CONVERSATION TEXT"""
@@ -236,16 +197,9 @@ class OperatorChat:
 
     async def on_button(self, update: Update, context: Context) -> None:
         query = update.callback_query
-        if query.message is None or query.message.chat.id != self.chat_id:
+        if query.message is None or query.message.chat.id != self.chat_id:  # a forged press elsewhere
             await query.answer()
             return
         action, number = _BUTTON_DATA.match(query.data or "").groups()
-        operator = operator_name(update.effective_user)
-        if action == "take":
-            done = await self.handoff.take(int(number), operator)
-            note = tg_text("operator_taken", operator=_display(update.effective_user), conversation=number)
-        else:
-            done = await self.handoff.acknowledge(int(number), operator)
-            note = tg_text("operator_acknowledged", operator=_display(update.effective_user), escalation=number)
         await query.answer()
-        await query.message.reply_text(note if done else tg_text("operator_not_found", target=number), do_quote=True)
+        await query.message.reply_text(await self._act(action, int(number), update.effective_user), do_quote=True)

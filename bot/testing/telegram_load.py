@@ -9,7 +9,6 @@ matching sendMessage at the stand-in marks the end of that update's trip through
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 import time
 from multiprocessing.connection import Connection
@@ -45,10 +44,11 @@ class LoadSide:
             if found:
                 self.replied_at[int(found[1])] = call.at
 
-    async def _post(self, session: ClientSession, url: str, chat_id: int) -> bool:
+    async def _post(self, session: ClientSession, url: str, chats: int) -> bool:
+        """One update from the next chat in turn: `chats` updates in a row come from `chats` different chats."""
         sequence = self.next_sequence
         self.next_sequence += 1
-        body = message_update(chat_id, text=update_text(sequence), update_id=sequence)
+        body = message_update(1 + sequence % chats, text=update_text(sequence), update_id=sequence)
         self.sent_at[sequence] = time.perf_counter()
         async with session.post(url, json=body, headers=self.headers) as response:
             await response.read()
@@ -69,24 +69,26 @@ class LoadSide:
             "max_send_lag_ms": lag_ms,
         }
 
-    async def closed_loop(self, url: str, *, connections: int, seconds: float, chats: int) -> dict[str, Any]:
-        """As fast as the bot answers: `connections` webhook calls in flight, like Telegram's max_connections."""
+    async def closed_loop(
+        self, url: str, *, connections: int, chats: int, seconds: float = float("inf"), count: int | None = None
+    ) -> dict[str, Any]:
+        """As fast as the bot answers: `connections` webhook calls in flight, like Telegram's max_connections;
+        for `seconds`, or until `count` updates were sent."""
         first, failed = self.next_sequence, 0
         deadline = time.perf_counter() + seconds
-        progress = tqdm(desc="  as fast as possible", unit=" updates", leave=False)
+        last = first + count if count is not None else None
+        progress = tqdm(desc="  as fast as possible", total=count, unit=" updates", leave=False)
 
-        async def worker(session: ClientSession, offset: int) -> None:
+        async def worker(session: ClientSession) -> None:
             nonlocal failed
-            for turn in itertools.count():
-                if time.perf_counter() >= deadline:
-                    return
-                if not await self._post(session, url, 1 + (offset + turn * connections) % chats):
+            while time.perf_counter() < deadline and (last is None or self.next_sequence < last):
+                if not await self._post(session, url, chats):
                     failed += 1
                 progress.update()
 
         started = time.perf_counter()
         async with ClientSession(connector=TCPConnector(limit=connections)) as session:
-            await asyncio.gather(*(worker(session, i) for i in range(connections)))
+            await asyncio.gather(*(worker(session) for _ in range(connections)))
         elapsed = time.perf_counter() - started
         progress.close()
         await asyncio.sleep(0.2)  # replies of the last calls are already in (each call waits for its reply)
@@ -103,7 +105,7 @@ class LoadSide:
                 due = started + index / rate
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 lag = max(lag, time.perf_counter() - due)
-                calls.append(asyncio.create_task(self._post(session, url, 1 + index % chats)))
+                calls.append(asyncio.create_task(self._post(session, url, chats)))
             results = await asyncio.gather(*calls)
             elapsed = time.perf_counter() - started
         failed = results.count(False)
