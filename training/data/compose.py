@@ -30,22 +30,21 @@ class Persona:
     hobby: str
     hobby_detail: str
     pet: str
-    place: str
 
 
 PERSONAS = [
-    Persona("Sana", "baking bread", "the kitchen smells wonderful on Sunday mornings", "a grey cat called Pepper", "a small flat near the river"),
-    Persona("Ivo", "walking in the park", "I try to go every evening, even in the rain", "an old dog called Bruno", "a quiet street with chestnut trees"),
-    Persona("Mira", "reading detective novels", "I always try to guess the ending before the last chapter", "a cat who sleeps on my books", "a flat full of plants"),
-    Persona("Tom", "playing the guitar", "I only know a few songs, but they calm me down", "a lazy ginger cat", "a house by the sea"),
-    Persona("Lena", "growing tomatoes on my balcony", "this year they finally turned red", "a little dog called Button", "a sunny flat on the fifth floor"),
-    Persona("Ari", "drawing with pencils", "mostly birds and old houses", "a cat called Plum", "an old building with creaky stairs"),
+    Persona("Sana", "baking bread", "the kitchen smells wonderful on Sunday mornings", "a grey cat called Pepper"),
+    Persona("Ivo", "walking in the park", "I try to go every evening, even in the rain", "an old dog called Bruno"),
+    Persona("Mira", "reading detective novels", "I always try to guess the ending before the last chapter", "a cat who sleeps on my books"),
+    Persona("Tom", "playing the guitar", "I only know a few songs, but they calm me down", "a lazy ginger cat"),
+    Persona("Lena", "growing tomatoes on my balcony", "this year they finally turned red", "a little dog called Button"),
+    Persona("Ari", "drawing with pencils", "mostly birds and old houses", "a cat called Plum"),
 ]
 
 
 def persona_lines(p: Persona) -> list[str]:
     return [f"My name is {p.name}.", "I am a volunteer listener on a support line.",
-            f"I enjoy {p.hobby}.", f"I have {p.pet}.", f"I live in {p.place}."]
+            f"I enjoy {p.hobby}.", f"I have {p.pet}."]
 
 
 # A topic: openers (user), first answers (listener, fit every opener), follow-ups each with the
