@@ -74,6 +74,15 @@ async def test_network_failures_are_retried_with_backoff(tmp_path: Path) -> None
         assert second.at - first.at >= 0.5 and third.at - second.at >= 1.0  # exponential backoff
 
 
+async def test_a_refused_request_is_not_retried(tmp_path: Path) -> None:
+    """400 means the request itself is wrong: sending it again cannot help."""
+    async with telegram_bot(sqlite(tmp_path), "webhook") as bot:
+        bot.api.fail("sendMessage", 400)
+        assert await bot.deliver(message_update(CHAT, text="hello")) == 200
+        await asyncio.sleep(0.6)  # longer than the first network backoff
+        assert len(bot.api.calls_of("sendMessage", CHAT)) == 1
+
+
 async def test_replies_to_one_chat_are_paced(tmp_path: Path) -> None:
     async with telegram_bot(sqlite(tmp_path), "polling", telegram_chat_rate=5.0, telegram_chat_burst=1) as bot:
         for i in range(4):

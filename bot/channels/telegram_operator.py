@@ -119,9 +119,14 @@ class OperatorChat:
         body, markup = format_alert(alert)
         try:
             await send_text(self.bot, self.chat_id, body, markup)
-        except TelegramError as exc:
+        except Exception as exc:  # a background task: nobody else would see the failure
             ALERT_FAILURES.inc()
-            log.error("operator alert %s for conversation %s not delivered: %s", alert.kind, alert.conversation_id, exc)
+            log.error(
+                "operator alert %s for conversation %s not delivered: %s",
+                alert.kind,
+                alert.conversation_id,
+                type(exc).__name__,
+            )
 
     async def drain(self) -> None:
         """Let alerts still being sent finish (bounded), so a shutdown does not swallow one."""
