@@ -7,10 +7,13 @@ import socket
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from telegram.error import NetworkError, TimedOut
 
 from bot.app import create_app
 from bot.channels.telegram import TELEGRAM, TelegramChannel
+from bot.channels.telegram_http import AiohttpRequest
 from bot.service import Service, StartupError
 from bot.settings import Settings
 from bot.testing.fake_bot_api import FakeBotAPI, message_update
@@ -126,3 +129,21 @@ async def test_unreachable_bot_api_is_retried_while_the_service_runs(tmp_path: P
         assert await api.wait_for_messages(CHAT, 1) == ["echo: finally"]
     await service.close()
     await api.stop()
+
+
+async def test_transport_maps_timeouts_and_refusals_to_ptb_errors() -> None:
+    async def slow(_request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.json_response({"ok": True, "result": True})
+
+    app = web.Application()
+    app.router.add_post("/slow", slow)
+    request = AiohttpRequest(2)
+    await request.initialize()
+    async with TestServer(app) as server:
+        with pytest.raises(TimedOut):
+            await request.do_request(str(server.make_url("/slow")), "POST", read_timeout=0.2)
+        closed_port = server.port
+    with pytest.raises(NetworkError):
+        await request.do_request(f"http://127.0.0.1:{closed_port}/slow", "POST")
+    await request.shutdown()

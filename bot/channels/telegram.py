@@ -17,6 +17,7 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot.channels.telegram_chat import CHANNEL, PrivateChat
+from bot.channels.telegram_http import AiohttpRequest
 from bot.channels.telegram_limits import PacedRateLimiter
 from bot.channels.telegram_operator import OperatorChat
 from bot.channels.telegram_order import ChatOrderedProcessor
@@ -49,12 +50,13 @@ def build_application(settings: Settings, *, webhook: bool) -> Application:
             )
         )
         .concurrent_updates(ChatOrderedProcessor(settings.telegram_concurrent_updates))
-        .connection_pool_size(CONNECTION_POOL)
-        .pool_timeout(30.0)
+        .request(AiohttpRequest(CONNECTION_POOL))
         .job_queue(None)
     )
     if webhook:
         builder = builder.updater(None)
+    else:
+        builder = builder.get_updates_request(AiohttpRequest(1))
     return builder.build()
 
 

@@ -54,6 +54,22 @@ class InstantBackend:
         pass
 
 
+class InstantTurn:
+    """For --channel-only: the dialogue with its turn replaced by an immediate echo (no database, no
+    crisis layer), so the figures are the Telegram channel's own cost."""
+
+    def __init__(self, dialogue: Any) -> None:
+        self._dialogue = dialogue
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dialogue, name)
+
+    async def handle(self, incoming: Any) -> Any:
+        from bot.dialogue import Outcome, TurnResult
+
+        return TurnResult(f"echo: {incoming.text}", Outcome.MODEL, message_id=1, reply_id=1)
+
+
 @dataclass
 class DatabaseProbe:
     """Counts the SQL statements and transactions the service runs, and the time spent in them."""
@@ -114,7 +130,8 @@ def _cpu_by_package(profile: cProfile.Profile, top: int = 8) -> dict[str, float]
 class BotUnderTest:
     """The service with the Telegram channel in webhook mode, on one database, serving HTTP."""
 
-    def __init__(self, database_url: str, api_url: str) -> None:
+    def __init__(self, database_url: str, api_url: str, *, channel_only: bool = False) -> None:
+        self.channel_only = channel_only
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/telegram/webhook"
         self.settings = Settings(
@@ -135,6 +152,8 @@ class BotUnderTest:
         from bot.service import Service
 
         self.service = await Service.start(self.settings, backend=InstantBackend())
+        if self.channel_only:
+            self.service.dialogue = InstantTurn(self.service.dialogue)  # type: ignore[assignment]
         app = create_app(self.service)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
@@ -154,7 +173,7 @@ async def _phase(load: Connection, order: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _measure(database_url: str, api_url: str, load: Connection, args: argparse.Namespace) -> dict[str, Any]:
-    async with BotUnderTest(database_url, api_url) as bot:
+    async with BotUnderTest(database_url, api_url, channel_only=args.channel_only) as bot:
         common = {"url": bot.url, "chats": args.chats}
         # Warm-up, and the steady state of a running bot: every chat has written before.
         await _phase(load, {"kind": "closed", "connections": args.connections, "count": args.chats, **common})
@@ -303,4 +322,9 @@ def register(commands: argparse._SubParsersAction, bench_commands: argparse._Sub
     parser.add_argument("--connections", type=int, default=40, help="webhook calls in flight (Telegram's default)")
     parser.add_argument("--chats", type=int, default=400, help="distinct chats the updates come from")
     parser.add_argument("--profile", action="store_true", help="also profile the service's CPU by package")
+    parser.add_argument(
+        "--channel-only",
+        action="store_true",
+        help="replace the dialogue turn by an immediate echo: the Telegram channel's own cost",
+    )
     parser.set_defaults(func=bench)
