@@ -27,6 +27,7 @@ async def test_set_webhook_at_start_with_secret_and_update_kinds(tmp_path: Path)
         assert call.params["url"] == WEBHOOK_URL
         assert call.params["secret_token"] == SECRET
         assert call.params["allowed_updates"] == ["message", "callback_query"]
+        assert call.params["max_connections"] == 100
         assert not bot.api.calls_of("getUpdates")
 
 

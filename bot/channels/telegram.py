@@ -33,6 +33,9 @@ ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 POLL_TIMEOUT_S = 30  # long-polling wait per getUpdates call
 RECONNECT_FIRST_S, RECONNECT_MAX_S = 1.0, 60.0
 CONNECTION_POOL = 128  # concurrent Bot API requests (replies of different chats in parallel)
+# Each webhook call is answered once its reply went out, so Telegram's parallel connections bound the
+# turns in flight; 100 is the most Telegram allows (its default is 40).
+WEBHOOK_CONNECTIONS = 100
 
 
 def build_application(settings: Settings, *, webhook: bool) -> Application:
@@ -104,7 +107,10 @@ class TelegramChannel:
             await self.application.start()
         if self.webhook_url:
             await self.bot.set_webhook(
-                self.webhook_url, secret_token=webhook_secret(self.settings), allowed_updates=ALLOWED_UPDATES
+                self.webhook_url,
+                secret_token=webhook_secret(self.settings),
+                allowed_updates=ALLOWED_UPDATES,
+                max_connections=WEBHOOK_CONNECTIONS,
             )
         elif not self.application.updater.running:
             await self.application.updater.start_polling(timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES)

@@ -319,7 +319,9 @@ def register(commands: argparse._SubParsersAction, bench_commands: argparse._Sub
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured phase")
     parser.add_argument("--rate", type=float, default=100.0, help="offered updates/s for the latency phase")
-    parser.add_argument("--connections", type=int, default=40, help="webhook calls in flight (Telegram's default)")
+    parser.add_argument(
+        "--connections", type=int, default=100, help="webhook calls in flight (the channel asks Telegram for 100)"
+    )
     parser.add_argument("--chats", type=int, default=400, help="distinct chats the updates come from")
     parser.add_argument("--profile", action="store_true", help="also profile the service's CPU by package")
     parser.add_argument(
