@@ -18,10 +18,24 @@ from db.models import Message, User
 from tests.doubles import EchoBackend
 from tests.twilio_fake import ACCOUNT_SID, UA_NUMBER, Call, Line, phone_line, text, twilio_settings
 
-ROUTES = ["/twilio/voice", "/twilio/voice/gather?n=1", "/twilio/voice/pickup?n=1&h=1", "/twilio/voice/dial-status",
-          "/twilio/voice/status", "/twilio/sms"]
-PARAMS = {"CallSid": "CA" + "f" * 32, "MessageSid": "SM" + "f" * 32, "AccountSid": ACCOUNT_SID, "From": UA_NUMBER,
-          "SpeechResult": "hello", "Body": "hello", "CallStatus": "completed", "DialCallStatus": "no-answer"}
+ROUTES = [
+    "/twilio/voice",
+    "/twilio/voice/gather?n=1",
+    "/twilio/voice/pickup?n=1&h=1",
+    "/twilio/voice/dial-status",
+    "/twilio/voice/status",
+    "/twilio/sms",
+]
+PARAMS = {
+    "CallSid": "CA" + "f" * 32,
+    "MessageSid": "SM" + "f" * 32,
+    "AccountSid": ACCOUNT_SID,
+    "From": UA_NUMBER,
+    "SpeechResult": "hello",
+    "Body": "hello",
+    "CallStatus": "completed",
+    "DialCallStatus": "no-answer",
+}
 
 
 async def nothing_stored(line: Line) -> bool:
@@ -88,7 +102,8 @@ async def test_behind_a_proxy_the_public_url_is_verified_and_handed_to_twilio(se
         local = str(line.twilio.client.make_url("/twilio/voice"))
         params = call.params()
         response = await line.twilio.client.post(
-            "/twilio/voice", data=params,
+            "/twilio/voice",
+            data=params,
             headers={"X-Twilio-Signature": line.twilio.validator.compute_signature(local, params)},
         )
         assert response.status == 403
@@ -107,7 +122,9 @@ async def test_the_service_app_mounts_twilio_only_when_configured(settings: Sett
             await service.close()
 
 
-async def test_phone_numbers_and_words_never_reach_the_logs(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+async def test_phone_numbers_and_words_never_reach_the_logs(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     async with phone_line(twilio_settings(settings, twilio_hold_after_s=0.05), backend=EchoBackend(delay=0.2)) as line:
         call = Call(line.twilio)
@@ -124,11 +141,10 @@ async def test_phone_numbers_and_words_never_reach_the_logs(settings: Settings, 
         assert secret not in logged
 
 
-
 async def test_characters_xml_cannot_carry_are_dropped_so_twiml_always_parses(settings: Settings) -> None:
     async with phone_line(twilio_settings(settings)) as line:
         call = Call(line.twilio)
-        spoken = await call.say(await call.start(), "hi\x0bthere\x1b")
+        spoken = await call.say(await call.start(), "hi\x07 there\x1b")
         assert spoken.status == 200 and spoken.said() == ["echo: hi there"]
         texted = await text(line.twilio, "bad\x07bytes")
         assert texted.status == 200 and [m.text for m in texted.root.iter("Message")] == ["echo: badbytes"]

@@ -28,7 +28,10 @@ async def test_a_text_gets_the_turns_reply_as_a_message(settings: Settings) -> N
         assert messages(await text(line.twilio, "I can't sleep")) == ["echo: I can't sleep"]
         [user] = await line.rows(User)
         assert (user.channel, user.external_id, user.contact, user.country) == (
-            CHANNEL, crypto.lookup_hash(UA_NUMBER), UA_NUMBER, "UA"
+            CHANNEL,
+            crypto.lookup_hash(UA_NUMBER),
+            UA_NUMBER,
+            "UA",
         )
 
 
@@ -63,7 +66,9 @@ def test_split_prefers_paragraphs_then_sentences_then_words() -> None:
 
 
 @pytest.mark.parametrize("stop_word", ["STOP", "unsubscribe", " Stop. ", "стоп"])
-async def test_stop_opts_out_and_nothing_more_is_answered_or_stored_until_start(settings: Settings, stop_word: str) -> None:
+async def test_stop_opts_out_and_nothing_more_is_answered_or_stored_until_start(
+    settings: Settings, stop_word: str
+) -> None:
     async with phone_line(twilio_settings(settings)) as line:
         await text(line.twilio, "hi")
         stopped = messages(await text(line.twilio, stop_word))
@@ -158,7 +163,9 @@ async def test_a_reply_slower_than_twilio_waits_is_texted_when_ready(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(SmsLine, "answer_within_s", 0.1)
-    async with phone_line(twilio_settings(settings, twilio_sms_from="+15005550006"), backend=EchoBackend(delay=0.5)) as line:
+    async with phone_line(
+        twilio_settings(settings, twilio_sms_from="+15005550006"), backend=EchoBackend(delay=0.5)
+    ) as line:
         sid = "SM" + "b" * 32
         first, retry = await text(line.twilio, "slow day", sid=sid), await text(line.twilio, "slow day", sid=sid)
         assert messages(first) == messages(retry) == []

@@ -29,9 +29,16 @@ def test_every_text_greeting_and_voice_exists_in_every_language_with_the_same_pl
 
 @pytest.mark.parametrize(
     ("number", "locale", "country", "emergency"),
-    [("+380501234567", "uk-UA", "UA", "112"), ("+48601234567", "pl-PL", "PL", "112"), ("+79161234567", "ru-RU", None, "112"),
-     ("+77011234567", "ru-KZ", None, "112"), ("+14155550100", "en-US", "US", "911"), ("+447700900123", "en-GB", "GB", "999"),
-     ("+996555123456", "en", None, "112"), ("anonymous", "en", None, "112")],
+    [
+        ("+380501234567", "uk-UA", "UA", "112"),
+        ("+48601234567", "pl-PL", "PL", "112"),
+        ("+79161234567", "ru-RU", None, "112"),
+        ("+77011234567", "ru-KZ", None, "112"),
+        ("+14155550100", "en-US", "US", "911"),
+        ("+447700900123", "en-GB", "GB", "999"),
+        ("+996555123456", "en", None, "112"),
+        ("anonymous", "en", None, "112"),
+    ],
 )
 def test_a_number_gives_language_here_and_country_and_emergency_number_from_the_helplines(
     number: str, locale: str, country: str | None, emergency: str
@@ -42,7 +49,13 @@ def test_a_number_gives_language_here_and_country_and_emergency_number_from_the_
 
 def test_keywords_are_whole_messages_in_any_case() -> None:
     assert [TEXTS.keyword(w) for w in ("STOP", " stop! ", "Unsubscribe.", "СТОП", "help", "Pomoc", "/human")] == [
-        "stop", "stop", "stop", "stop", "help", "help", "human"
+        "stop",
+        "stop",
+        "stop",
+        "stop",
+        "help",
+        "help",
+        "human",
     ]
     assert TEXTS.keyword("please stop") is None and TEXTS.keyword("I need help") is None
     assert TEXTS.keyword("yes") == "start", "quoted in the YAML: not read as a boolean"

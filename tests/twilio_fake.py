@@ -5,11 +5,13 @@ action URLs resolved as Twilio resolves them, and each TwiML answer parsed with 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -22,31 +24,34 @@ from twilio.request_validator import RequestValidator
 
 from bot.alerts import Alert
 from bot.channels import twilio
+from bot.crisis.layer import CrisisLayer
 from bot.service import Service
 from bot.settings import Settings
 from db import crypto
-from tests.doubles import EchoBackend, KeywordSafety
+from tests.doubles import EchoBackend
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 OUR_NUMBER = "+15005550006"
 UA_NUMBER = "+380501234567"
-# Said to the real crisis layer and to the KeywordSafety double alike.
+# Words the crisis layer rates an emergency (and KeywordSafety a crisis).
 CRISIS_WORDS = "CRISIS: I am going to kill myself tonight, I have the pills ready"
 
 
-def crisis_layer() -> Any:
-    """The real crisis layer when it is built, else the keyword double."""
-    try:
-        from bot.crisis_safety import CrisisSafety
-    except ImportError:
-        return KeywordSafety()
-    return CrisisSafety.load()
+@cache
+def crisis_layer() -> CrisisLayer:
+    """The real crisis layer, as the service loads it; read-only, so one instance serves every test."""
+    return CrisisLayer.load()
 
 
 def twilio_settings(settings: Settings, **changes: object) -> Settings:
     return settings.model_copy(
-        update={"twilio_account_sid": ACCOUNT_SID, "twilio_auth_token": AUTH_TOKEN, "twilio_hold_after_s": 3.0, **changes}
+        update={
+            "twilio_account_sid": ACCOUNT_SID,
+            "twilio_auth_token": AUTH_TOKEN,
+            "twilio_hold_after_s": 3.0,
+            **changes,
+        }
     )
 
 
@@ -105,7 +110,11 @@ class FakeTwilio:
             headers["X-Twilio-Signature"] = (
                 self.validator.compute_signature(url, params) if signature is None else signature
             )
-        local = url.removeprefix(self.public_url) if self.public_url else urlsplit(url)._replace(scheme="", netloc="").geturl()
+        local = (
+            url.removeprefix(self.public_url)
+            if self.public_url
+            else urlsplit(url)._replace(scheme="", netloc="").geturl()
+        )
         response = await self.client.post(local, data=params, headers=headers)
         body = await response.text()
         return Reply(response.status, url, ET.fromstring(body) if response.status == 200 else None)
@@ -123,8 +132,15 @@ class Call:
     sid: str = field(default_factory=lambda: f"CA{next(_sids):032x}")
 
     def params(self, **extra: str) -> dict[str, str]:
-        return {"CallSid": self.sid, "AccountSid": ACCOUNT_SID, "From": self.number, "To": OUR_NUMBER,
-                "CallStatus": "in-progress", "Direction": "inbound", **extra}
+        return {
+            "CallSid": self.sid,
+            "AccountSid": ACCOUNT_SID,
+            "From": self.number,
+            "To": OUR_NUMBER,
+            "CallStatus": "in-progress",
+            "Direction": "inbound",
+            **extra,
+        }
 
     async def start(self) -> Reply:
         return await self.twilio.post(self.twilio.url("/twilio/voice"), self.params(CallStatus="ringing"))
@@ -150,8 +166,14 @@ class Call:
 
 async def text(twilio: FakeTwilio, body: str, number: str = UA_NUMBER, sid: str | None = None) -> Reply:
     """An SMS arriving from `number`."""
-    params = {"MessageSid": sid or f"SM{next(_sids):032x}", "AccountSid": ACCOUNT_SID, "From": number,
-              "To": OUR_NUMBER, "Body": body, "NumMedia": "0"}
+    params = {
+        "MessageSid": sid or f"SM{next(_sids):032x}",
+        "AccountSid": ACCOUNT_SID,
+        "From": number,
+        "To": OUR_NUMBER,
+        "Body": body,
+        "NumMedia": "0",
+    }
     return await twilio.post(twilio.url("/twilio/sms"), params)
 
 
@@ -162,10 +184,19 @@ class RecordingTwilioApi(AsyncHttpClient):
         super().__init__(logging.getLogger("tests.twilio_api"), is_async=True)
         self.requests: list[dict[str, Any]] = []
 
-    async def request(self, method: str, url: str, params: Any = None, data: Any = None, headers: Any = None,
-                      auth: Any = None, timeout: Any = None, allow_redirects: bool = False) -> Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: Any = None,
+        data: Any = None,
+        headers: Any = None,
+        auth: Any = None,
+        timeout: Any = None,
+        allow_redirects: bool = False,
+    ) -> Response:
         self.requests.append({"method": method, "url": url, "data": dict(data or {})})
-        body = '{"sid": "SM%032d", "status": "queued", "body": "", "to": "", "from": ""}' % len(self.requests)
+        body = json.dumps({"sid": f"SM{len(self.requests):032d}", "status": "queued", "body": "", "to": "", "from": ""})
         return Response(201, body)
 
 

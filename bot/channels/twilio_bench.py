@@ -109,8 +109,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def _figures(values: list[float]) -> dict[str, float | int]:
-    return {"n": len(values), "p50_s": round(statistics.median(values), 3), "p95_s": round(percentile(values, 0.95), 3),
-            "max_s": round(max(values), 3)}
+    return {
+        "n": len(values),
+        "p50_s": round(statistics.median(values), 3),
+        "p95_s": round(percentile(values, 0.95), 3),
+        "max_s": round(max(values), 3),
+    }
 
 
 async def _bench(settings: Settings, calls: int, turns: int, concurrency: int) -> dict[str, Any]:
@@ -119,7 +123,9 @@ async def _bench(settings: Settings, calls: int, turns: int, concurrency: int) -
 
     backend = await open_backend(settings)
     if backend is None:
-        raise BenchError(f"the model {settings.model!r} could not be loaded (build the demo model with `make demo-model`)")
+        raise BenchError(
+            f"the model {settings.model!r} could not be loaded (build the demo model with `make demo-model`)"
+        )
     try:
         service = await Service.start(settings, backend=backend)
     except StartupError as exc:
@@ -149,28 +155,46 @@ async def _bench(settings: Settings, calls: int, turns: int, concurrency: int) -
         await service.close()
     every = [t for values in timings.by_route.values() for t in values]
     return {
-        "model": backend.model_name, "calls": calls, "turns": turns, "concurrency": concurrency,
-        "hold_after_s": settings.twilio_hold_after_s, "seconds": round(elapsed, 1),
-        "twiml": _figures(every), "routes": {route: _figures(v) for route, v in sorted(timings.by_route.items())},
-        "reply": _figures(timings.reply_s), "held_utterances": timings.held, "replies": dict(timings.replies),
-        "target_p95_s": TARGET_P95_S, "meets_target": percentile(every, 0.95) <= TARGET_P95_S,
-        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
+        "model": backend.model_name,
+        "calls": calls,
+        "turns": turns,
+        "concurrency": concurrency,
+        "hold_after_s": settings.twilio_hold_after_s,
+        "seconds": round(elapsed, 1),
+        "twiml": _figures(every),
+        "routes": {route: _figures(v) for route, v in sorted(timings.by_route.items())},
+        "reply": _figures(timings.reply_s),
+        "held_utterances": timings.held,
+        "replies": dict(timings.replies),
+        "target_p95_s": TARGET_P95_S,
+        "meets_target": percentile(every, 0.95) <= TARGET_P95_S,
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(),
     }
 
 
 def _render(report: dict[str, Any]) -> str:
     lines = [
-        f"model {report['model']}: {report['calls']} calls x {report['turns']} utterances, {report['concurrency']} at once,"
-        f" holding phrase after {report['hold_after_s']} s, {report['seconds']} s in all",
+        f"model {report['model']}: {report['calls']} calls x {report['turns']} utterances,"
+        f" {report['concurrency']} at once, holding phrase after {report['hold_after_s']} s,"
+        f" {report['seconds']} s in all",
         f"{'TwiML response':24}{'n':>6}{'p50 s':>8}{'p95 s':>8}{'max s':>8}",
     ]
-    for name, f in [("all webhooks", report["twiml"]), *report["routes"].items(), ("until reply (with holds)", report["reply"])]:
+    for name, f in [
+        ("all webhooks", report["twiml"]),
+        *report["routes"].items(),
+        ("until reply (with holds)", report["reply"]),
+    ]:
         lines.append(f"{name:24}{f['n']:>6}{f['p50_s']:>8.3f}{f['p95_s']:>8.3f}{f['max_s']:>8.3f}")
     verdict = "meets" if report["meets_target"] else "MISSES"
-    lines.append(f"{report['held_utterances']} utterances got a holding phrase; p95 {report['twiml']['p95_s']} s {verdict}"
-                 f" the {report['target_p95_s']} s target")
-    lines.append(f"load average before {report['load_before']} after {report['load_after']} on {report['cpu_count']} CPUs")
+    lines.append(
+        f"{report['held_utterances']} utterances got a holding phrase; p95 {report['twiml']['p95_s']} s {verdict}"
+        f" the {report['target_p95_s']} s target"
+    )
+    lines.append(
+        f"load average before {report['load_before']} after {report['load_after']} on {report['cpu_count']} CPUs"
+    )
     return "\n".join(lines)
 
 
@@ -182,8 +206,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with tempfile.TemporaryDirectory() as scratch:
         database = args.database_url or f"sqlite+aiosqlite:///{Path(scratch) / 'bench.db'}"
-        changes: dict[str, object] = {"database_url": database, "twilio_account_sid": _SID, "twilio_auth_token": _TOKEN,
-                                      "public_url": None, "telegram_token": None, "twilio_sms_from": None}
+        changes: dict[str, object] = {
+            "database_url": database,
+            "twilio_account_sid": _SID,
+            "twilio_auth_token": _TOKEN,
+            "public_url": None,
+            "telegram_token": None,
+            "twilio_sms_from": None,
+        }
         if args.model:
             changes["model"] = args.model
         if args.hold_after is not None:
@@ -201,7 +231,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
-    twilio = bench.add_parser("twilio", help="TwiML response time of the phone line (p50/p95) with the model in process")
+    twilio = bench.add_parser(
+        "twilio", help="TwiML response time of the phone line (p50/p95) with the model in process"
+    )
     twilio.add_argument("--model", help="model directory or random:<size> (default: SUPPORTBOT_MODEL)")
     twilio.add_argument("--calls", type=int, default=16, help="simulated calls (default 16)")
     twilio.add_argument("--turns", type=int, default=3, help="utterances per call (default 3)")

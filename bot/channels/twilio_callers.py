@@ -99,7 +99,9 @@ async def record(db: Database, caller: Caller, action: str, **detail: str | int)
         user = await repo.find_user(session, CHANNEL, caller.external_id)
         if user is not None:
             conversation = await session.scalar(  # the current one, if the caller said anything; never a new one
-                select(Conversation).where(Conversation.user_id == user.id, Conversation.status == ConversationStatus.OPEN)
+                select(Conversation).where(
+                    Conversation.user_id == user.id, Conversation.status == ConversationStatus.OPEN
+                )
             )
             escalation = await repo.active_escalation(session, conversation.id) if conversation else None
             await repo.audit(

@@ -56,15 +56,26 @@ async def read_form(request: web.Request) -> Form:
     if request.content_type != FORM_TYPE:
         raise _refuse("media_type", web.HTTPUnsupportedMediaType, f"expected {FORM_TYPE}")
     if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-        raise _refuse("too_large", web.HTTPRequestEntityTooLarge, "form too large",
-                      max_size=MAX_FORM_BYTES, actual_size=request.content_length)
+        raise _refuse(
+            "too_large",
+            web.HTTPRequestEntityTooLarge,
+            "form too large",
+            max_size=MAX_FORM_BYTES,
+            actual_size=request.content_length,
+        )
     body = await request.read()  # bounded by the application's client_max_size
     if len(body) > MAX_FORM_BYTES:
-        raise _refuse("too_large", web.HTTPRequestEntityTooLarge, "form too large",
-                      max_size=MAX_FORM_BYTES, actual_size=len(body))
+        raise _refuse(
+            "too_large", web.HTTPRequestEntityTooLarge, "form too large", max_size=MAX_FORM_BYTES, actual_size=len(body)
+        )
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True,
-                          errors="strict", max_num_fields=MAX_FORM_FIELDS)
+        pairs = parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=True,
+            errors="strict",
+            max_num_fields=MAX_FORM_FIELDS,
+        )
     except ValueError:  # UnicodeDecodeError is one, as are a bad field and too many fields
         raise _refuse("malformed", web.HTTPBadRequest, "malformed form body") from None
     if any("\x00" in key or "\x00" in value for key, value in pairs):

@@ -95,7 +95,9 @@ class SmsLine:
             return MessagingResponse()  # they asked for no more messages; nothing is stored or sent
         if keyword == "human":
             return await self._human(caller, locale)
-        incoming = Incoming(CHANNEL, caller.external_id, body, channel_message_id=sid, locale=locale, contact=caller.number)
+        incoming = Incoming(
+            CHANNEL, caller.external_id, body, channel_message_id=sid, locale=locale, contact=caller.number
+        )
         result = await self.turns.answer(incoming, self.answer_within_s if self.sender else None)
         if result is None:  # slow: answer now with nothing, and text the reply when it is ready
             if sid not in self._later:  # Twilio's retry of the same message must not send it twice

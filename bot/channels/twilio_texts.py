@@ -96,7 +96,8 @@ def phone_texts() -> PhoneTexts:
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _MARKUP = re.compile(r"[*_`#<>\[\]|~]")
-_NUMBER = re.compile(r"\+?\d[\d ()\-]{1,}\d")
+_NUMBER = re.compile(r"\+?\d(?:[ \-]?\d){2,}")  # three digits or more: 112, 7333, 0 800 500 335 (not 24/7)
+_BULLET = re.compile(r"^\s*[-•*]\s+")
 _SPACES = re.compile(r"\s+")
 
 
@@ -117,8 +118,12 @@ def spell_digits(number: str) -> str:
 
 
 def speakable(text: str, *, spell_numbers: bool = False) -> str:
-    """Text fit for <Say>: no links or markup, and (for helpline texts) phone numbers read digit by digit."""
-    text = _MARKUP.sub(" ", _URL.sub(" ", text))
+    """Text fit for <Say>: no links, markup or list bullets, each line its own sentence (a voice pauses
+    there), and, for helpline texts, phone numbers read digit by digit."""
+    lines = [kept for line in _URL.sub(" ", text).splitlines() if (kept := _BULLET.sub("", line).strip())]
+    text = " ".join(line if line[-1] in ".!?:;…" else line + "." for line in lines[:-1])
+    text = f"{text} {lines[-1]}" if lines else ""
+    text = _MARKUP.sub(" ", text)
     if spell_numbers:
         text = _NUMBER.sub(lambda match: spell_digits(match.group()), text)
     return _SPACES.sub(" ", text).strip()

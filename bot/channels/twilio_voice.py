@@ -52,7 +52,9 @@ class CallState:
     @classmethod
     def parse(cls, query: Mapping[str, str]) -> CallState:
         try:
-            numbers = [int(query.get(key, default)) for key, default in (("n", "1"), ("s", "0"), ("h", "0"), ("x", "0"))]
+            numbers = [
+                int(query.get(key, default)) for key, default in (("n", "1"), ("s", "0"), ("h", "0"), ("x", "0"))
+            ]
         except ValueError:
             raise web.HTTPBadRequest(text="malformed call state") from None
         if not all(0 <= number <= 100_000 for number in numbers):
@@ -82,7 +84,13 @@ class VoiceLine:
     """Handlers for the voice webhooks; each returns the TwiML Twilio runs next."""
 
     def __init__(
-        self, settings: Settings, dialogue: Dialogue, turns: PendingTurns, texts: PhoneTexts, *, sms_reaches_callers: bool
+        self,
+        settings: Settings,
+        dialogue: Dialogue,
+        turns: PendingTurns,
+        texts: PhoneTexts,
+        *,
+        sms_reaches_callers: bool,
     ) -> None:
         self.settings = settings
         self.dialogue = dialogue
@@ -115,7 +123,11 @@ class VoiceLine:
         if not speech:
             return self._silence(state)
         incoming = Incoming(
-            CHANNEL, caller.external_id, speech, channel_message_id=f"{sid}:{state.turn}", locale=caller.locale,
+            CHANNEL,
+            caller.external_id,
+            speech,
+            channel_message_id=f"{sid}:{state.turn}",
+            locale=caller.locale,
             contact=caller.number,
         )
         result = await self.turns.answer(incoming, self.settings.twilio_hold_after_s)
@@ -163,7 +175,9 @@ class VoiceLine:
         if status in TERMINAL_CALL_STATUSES:
             caller = identify(form, self.texts)
             try:
-                await record(self.dialogue.db, caller, "call_ended", status=status, seconds=_seconds(form, "CallDuration"))
+                await record(
+                    self.dialogue.db, caller, "call_ended", status=status, seconds=_seconds(form, "CallDuration")
+                )
                 await self.dialogue.reset(CHANNEL, caller.external_id)
             except DATABASE_ERRORS:
                 log.exception("database failed recording the end of a call")
@@ -196,7 +210,11 @@ class VoiceLine:
         response = VoiceResponse()
         self._say_all(response, state, lines)
         response.dial(
-            hotline, action=self._url("dial-status", state), method="POST", timeout=DIAL_TIMEOUT_S, answer_on_bridge=True
+            hotline,
+            action=self._url("dial-status", state),
+            method="POST",
+            timeout=DIAL_TIMEOUT_S,
+            answer_on_bridge=True,
         )
         return response
 
