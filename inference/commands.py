@@ -21,9 +21,10 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     worker.add_argument("--port", type=int, default=8000)
     worker.add_argument("--served-model-name", help="the name clients use (default: --model as given)")
     worker.add_argument("--max-queue", type=int, default=256, help="queued requests before 429 (default 256)")
-    worker.add_argument("--max-request-tokens", type=int, default=Limits.max_tokens, help="cap on max_tokens")
-    worker.add_argument("--max-messages", type=int, default=Limits.max_messages)
-    worker.add_argument("--max-message-chars", type=int, default=Limits.max_message_chars)
+    defaults = Limits()
+    worker.add_argument("--max-request-tokens", type=int, default=defaults.max_tokens, help="cap on max_tokens")
+    worker.add_argument("--max-messages", type=int, default=defaults.max_messages)
+    worker.add_argument("--max-message-chars", type=int, default=defaults.max_message_chars)
     worker.add_argument("--log-level", default="INFO")
     worker.set_defaults(func=run_worker)
 

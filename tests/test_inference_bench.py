@@ -1,0 +1,31 @@
+"""`supportbot bench inference` end to end on a tiny random model: figures and the JSON line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.cli import main
+
+
+@pytest.mark.parametrize("via", ["http", "inprocess"])
+def test_bench_inference_prints_figures_and_json(capsys, via):
+    code = main([
+        "bench", "inference", "--model", "random:tiny-causal", "--concurrency", "3", "--turns", "2",
+        "--max-tokens", "6", "--max-wait-ms", "200", "--baseline-sample", "0", "--via", via, "--json",
+    ])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    report = json.loads(out[-1])
+    assert "throughput x" in "\n".join(out[:-1])
+    assert (report["requests"], report["batched"]["replies"], report["sequential"]["replies"]) == (6, 6, 6)
+    assert report["agreement"] == 1.0 and report["agreement_compared"] == 6  # greedy fp32: batched == alone
+    assert report["mean_batch_size"] > 1
+    assert report["throughput_ratio"] > 0 and report["p95_over_lone_p50"] > 0
+    assert report["batched"]["mean_prompt_tokens"] == report["sequential"]["mean_prompt_tokens"]
+
+
+def test_bench_reports_an_unloadable_model(capsys, tmp_path):
+    assert main(["bench", "inference", "--model", str(tmp_path / "absent"), "--concurrency", "1"]) == 2
+    assert "absent" in capsys.readouterr().err
