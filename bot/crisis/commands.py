@@ -1,4 +1,4 @@
-"""`supportbot crisis check TEXT` and `supportbot crisis eval FILE.jsonl`: the crisis layer by hand."""
+"""`supportbot crisis check|eval|train`: the crisis layer by hand, scored, and its optional classifier."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from bot.crisis.classifier import load_components, positives, train
 from bot.crisis.detector import CrisisDetector
 from bot.crisis.evaluation import DatasetError, evaluate, format_report, load_examples
 from bot.crisis.helplines import HelplineError
@@ -15,7 +16,7 @@ from bot.crisis.responses import ResponseError, SafeResponder
 
 
 def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
-    """Add `supportbot crisis check|eval`."""
+    """Add `supportbot crisis check|eval|train`."""
     crisis = commands.add_parser("crisis", help="the crisis layer: assess one text, score a labelled file")
     actions = crisis.add_subparsers(dest="crisis_action", required=True, metavar="ACTION")
 
@@ -28,14 +29,23 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     check.add_argument("--country", help="user country for --reply, e.g. PL")
     check.add_argument("--phone", help="user phone number (E.164) for --reply")
     check.add_argument("--lexicon", type=Path, help="lexicon file or directory (default: the shipped one)")
+    check.add_argument("--classifier", type=Path, help="optional learned component (from `crisis train`)")
     check.add_argument("--json", action="store_true", help="print the assessment as one JSON object")
     check.set_defaults(func=_check)
 
     score = actions.add_parser("eval", help="score the crisis layer on a labelled JSONL file")
     score.add_argument("file", type=Path, help="JSONL lines with text, label (crisis|distress|none), lang")
     score.add_argument("--lexicon", type=Path, help="lexicon file or directory (default: the shipped one)")
+    score.add_argument("--classifier", type=Path, help="optional learned component (from `crisis train`)")
     score.add_argument("--json", action="store_true", help="also print one JSON object (with predictions) last")
     score.set_defaults(func=_eval)
+
+    fit = actions.add_parser("train", help="train the optional n-gram classifier on labelled JSONL files")
+    fit.add_argument("files", type=Path, nargs="+", help="labelled JSONL files (same format as eval)")
+    fit.add_argument("--out", type=Path, required=True, help="where to write the model (.npz)")
+    fit.add_argument("--threshold", type=float, default=0.8, help="probability needed to raise to concern")
+    fit.add_argument("--epochs", type=int, default=12)
+    fit.set_defaults(func=_train)
 
 
 def _fail(message: str) -> int:
@@ -45,7 +55,7 @@ def _fail(message: str) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     try:
-        detector = CrisisDetector.load(args.lexicon)
+        detector = CrisisDetector.load(args.lexicon, load_components(args.classifier))
         responder = SafeResponder.load() if args.reply else None
     except (LexiconError, ResponseError, HelplineError) as exc:
         return _fail(str(exc))
@@ -66,7 +76,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     try:
-        detector = CrisisDetector.load(args.lexicon)
+        detector = CrisisDetector.load(args.lexicon, load_components(args.classifier))
         examples = load_examples(args.file)
     except (LexiconError, DatasetError) as exc:
         return _fail(str(exc))
@@ -75,4 +85,19 @@ def _eval(args: argparse.Namespace) -> int:
     print(format_report(report))
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    if not 0.0 < args.threshold < 1.0 or args.epochs < 1:
+        return _fail("--threshold must be between 0 and 1 and --epochs at least 1")
+    try:
+        examples = [e for path in args.files for e in load_examples(path)]
+    except DatasetError as exc:
+        return _fail(str(exc))
+    model = train([e.text for e in examples], positives(e.label for e in examples), epochs=args.epochs,
+                  threshold=args.threshold)  # fmt: skip
+    model.save(args.out)
+    crisis = sum(e.label == "crisis" for e in examples)
+    print(f"trained on {len(examples)} messages ({crisis} crisis); model {model.version} -> {args.out}")
     return 0
