@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import NamedTuple
@@ -27,7 +27,7 @@ from bot.settings import Settings
 from bot.texts import builtin_personas, text
 from db import repo
 from db.engine import DATABASE_ERRORS, Database
-from db.models import Conversation, Message, MessageStatus, Role, User
+from db.models import Conversation, ConversationStatus, Message, MessageStatus, Role, User
 from inference.api import BackendError, ChatBackend, ChatMessage, Completion, GenerationParams
 
 log = logging.getLogger(__name__)
@@ -170,9 +170,7 @@ class Dialogue:
         await repo.claim(session, message.id)
         user = await session.get_one(User, message.user_id)
         conversation = await session.get_one(Conversation, message.conversation_id)
-        earlier = await repo.history(
-            session, conversation.id, message.id, max(self.settings.history_turns, RECENT_USER_TURNS * 2)
-        )
+        earlier = await repo.history(session, message, max(self.settings.history_turns, RECENT_USER_TURNS * 2))
         persona = await repo.persona_lines(session, user, self.default_persona)
         return _Turn(message, user, conversation, earlier, persona)
 
@@ -326,28 +324,41 @@ class Dialogue:
         return TurnResult(reply, outcome, level, message_id=message.id)
 
     async def _redelivered(self, message_id: int, locale: str | None) -> TurnResult:
-        """The same channel message again: wait for the first delivery's reply and return it, marked duplicate."""
+        """The same channel message again: wait for the first delivery's turn and return it, marked duplicate."""
         delay = _POLL_FIRST_S
         deadline = time.monotonic() + self._lease.total_seconds()
         while time.monotonic() < deadline:
             try:
                 async with self.db.transaction() as session:
-                    original = await repo.get_message(session, message_id)
-                    reply = await repo.reply_to(session, message_id)
+                    finished = await self._finished(session, message_id)
             except DATABASE_ERRORS:
                 break
-            if original is None or original.status in (MessageStatus.ANSWERED, MessageStatus.FAILED):
-                return TurnResult(
-                    reply.text if reply else None,
-                    Outcome.MODEL if reply else Outcome.OPERATOR,
-                    Level(original.risk_level or 0) if original else Level.NONE,
-                    duplicate=True,
-                    message_id=message_id,
-                    reply_id=reply.id if reply else None,
-                )
+            if finished is not None:
+                return replace(finished, duplicate=True)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX_S)
         return TurnResult(text("fallback", locale), Outcome.FALLBACK, duplicate=True, message_id=message_id)
+
+    async def result_of(self, channel: str, external_id: str, channel_message_id: str) -> TurnResult | None:
+        """A finished turn as the database holds it (for a channel picking a reply up later); None if not finished."""
+        async with self.db.transaction() as session:
+            user = await repo.find_user(session, channel, external_id)
+            message = await repo.find_message(session, user.id, channel_message_id) if user else None
+            return await self._finished(session, message.id) if message else None
+
+    @staticmethod
+    async def _finished(session: AsyncSession, message_id: int) -> TurnResult | None:
+        message = await repo.get_message(session, message_id)
+        if message is None or message.status not in (MessageStatus.ANSWERED, MessageStatus.FAILED):
+            return None
+        reply = await repo.reply_to(session, message_id)
+        assessed = Level(message.risk_level or 0)
+        if reply is None:  # an operator holds the conversation, or storing the reply failed
+            outcome = Outcome.FALLBACK if message.status == MessageStatus.FAILED else Outcome.OPERATOR
+            return TurnResult(None, outcome, assessed, message_id=message_id)
+        outcome = Outcome.CRISIS if assessed >= Level.CONCERN else Outcome.MODEL
+        level = max(assessed, Level(reply.risk_level or 0))
+        return TurnResult(reply.text, outcome, level, message_id=message_id, reply_id=reply.id)
 
     async def _alert(
         self,
@@ -372,7 +383,14 @@ class Dialogue:
         async with self.db.transaction() as session:
             user = await repo.find_user(session, channel, external_id)
             if user is not None:
-                await repo.close_conversations(session, user.id)
+                await repo.close_conversations(session, user.id, ConversationStatus.RESET)
+
+    async def end_conversation(self, channel: str, external_id: str) -> None:
+        """Close the open conversation (a call ended); unlike reset, the next one still sees its history."""
+        async with self.db.transaction() as session:
+            user = await repo.find_user(session, channel, external_id)
+            if user is not None:
+                await repo.close_conversations(session, user.id, ConversationStatus.CLOSED)
 
     async def forget(self, channel: str, external_id: str) -> bool:
         """Delete everything stored about this person. True when there was anything."""

@@ -71,24 +71,28 @@ class Handoff:
         return True
 
     async def say(self, conversation_id: int, operator: str, text: str) -> bool:
-        """Store an operator's message and deliver it through the user's own channel."""
+        """Deliver an operator's message through the user's own channel, then store it.
+
+        Delivery comes first so that a message the channel refused (a number that texted STOP, say)
+        is never recorded as said; the channel's sender raises to refuse, and that error reaches the caller.
+        """
         if not text.strip():
             return False
         async with self.db.transaction() as session:
             conversation = await session.get(Conversation, conversation_id)
-            if conversation is None:
-                return False
-            user = await session.get_one(User, conversation.user_id)
-            send = self._senders.get(user.channel)
-            if send is None:
-                log.warning("channel %s cannot deliver operator messages", user.channel)
-                return False
+            user = await session.get(User, conversation.user_id) if conversation else None
+        if conversation is None or user is None:
+            return False
+        send = self._senders.get(user.channel)
+        if send is None:
+            log.warning("channel %s cannot deliver operator messages", user.channel)
+            return False
+        await send(user.external_id, text)  # a refusal propagates to the operator's front-end; nothing is stored
+        async with self.db.transaction() as session:
             await repo.add_message(session, conversation, Role.OPERATOR, text)
             await repo.audit(
                 session, user_id=user.id, conversation_id=conversation_id, actor=operator, action="operator_message"
             )
-            external_id = user.external_id
-        await send(external_id, text)
         return True
 
     async def request_human(self, channel: str, external_id: str) -> int | None:

@@ -41,7 +41,8 @@ class MessageStatus(enum.StrEnum):
 
 class ConversationStatus(enum.StrEnum):
     OPEN = "open"
-    CLOSED = "closed"
+    CLOSED = "closed"  # ended (a call hung up); the next conversation still sees its history
+    RESET = "reset"  # the person started afresh; history before it is not shown again
 
 
 class EscalationStatus(enum.StrEnum):

@@ -99,12 +99,16 @@ async def lock_user(session: AsyncSession, user_id: int) -> None:
     await session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
+async def current_conversation(session: AsyncSession, user_id: int) -> Conversation | None:
+    """The user's open conversation, if there is one."""
+    return await session.scalar(
+        select(Conversation).where(Conversation.user_id == user_id, Conversation.status == ConversationStatus.OPEN)
+    )
+
+
 async def open_conversation(session: AsyncSession, user_id: int) -> Conversation:
     """The user's open conversation, created when there is none (one open per user, by index)."""
-    query = select(Conversation).where(
-        Conversation.user_id == user_id, Conversation.status == ConversationStatus.OPEN
-    )
-    conversation = await session.scalar(query)
+    conversation = await current_conversation(session, user_id)
     if conversation is not None:
         return conversation
     try:
@@ -112,17 +116,20 @@ async def open_conversation(session: AsyncSession, user_id: int) -> Conversation
             conversation = Conversation(user_id=user_id, status=ConversationStatus.OPEN)
             session.add(conversation)
     except IntegrityError:
-        conversation = await session.scalar(query)
+        conversation = await current_conversation(session, user_id)
         assert conversation is not None
     return conversation
 
 
-async def close_conversations(session: AsyncSession, user_id: int) -> int:
-    """Close the user's open conversation so the next message starts afresh."""
+async def close_conversations(
+    session: AsyncSession, user_id: int, status: ConversationStatus = ConversationStatus.CLOSED
+) -> int:
+    """End the user's open conversation: CLOSED (a call ended; its history still informs the next one)
+    or RESET (the person asked to start afresh; nothing before it is shown to the model again)."""
     result = await session.execute(
         update(Conversation)
         .where(Conversation.user_id == user_id, Conversation.status == ConversationStatus.OPEN)
-        .values(status=ConversationStatus.CLOSED, closed_at=utcnow())
+        .values(status=status, closed_at=utcnow())
     )
     return result.rowcount or 0
 
@@ -140,9 +147,7 @@ async def add_user_message(
 ) -> Message:
     """Store an incoming message as pending; raise DuplicateMessage on a redelivery."""
     if channel_message_id is not None:
-        existing = await session.scalar(
-            select(Message).where(Message.user_id == user.id, Message.channel_message_id == channel_message_id)
-        )
+        existing = await find_message(session, user.id, channel_message_id)
         if existing is not None:
             raise DuplicateMessage(existing.id)
     message = Message(
@@ -157,12 +162,17 @@ async def add_user_message(
         async with session.begin_nested():
             session.add(message)
     except IntegrityError:
-        existing = await session.scalar(
-            select(Message).where(Message.user_id == user.id, Message.channel_message_id == channel_message_id)
-        )
+        existing = await find_message(session, user.id, channel_message_id or "")
         assert existing is not None
         raise DuplicateMessage(existing.id) from None
     return message
+
+
+async def find_message(session: AsyncSession, user_id: int, channel_message_id: str) -> Message | None:
+    """A user's message by the id its channel gave it."""
+    return await session.scalar(
+        select(Message).where(Message.user_id == user_id, Message.channel_message_id == channel_message_id)
+    )
 
 
 async def blocking_message(session: AsyncSession, message: Message, lease: timedelta) -> Message | None:
@@ -244,15 +254,25 @@ async def add_message(session: AsyncSession, conversation: Conversation, role: R
     return message
 
 
-async def history(session: AsyncSession, conversation_id: int, before_id: int, limit: int) -> list[Message]:
-    """The latest `limit` finished messages before a user message, oldest first, each reply right
-    after the message it answers (a reply's id can be higher than later queued user messages)."""
+async def history(session: AsyncSession, message: Message, limit: int) -> list[Message]:
+    """The latest `limit` finished messages of the user before `message`, oldest first.
+
+    History spans the user's conversations back to their last reset, so a second phone call
+    continues the first. Each reply comes right after the message it answers (a reply's id can
+    be higher than later queued user messages).
+    """
+    last_reset = (
+        select(func.coalesce(func.max(Conversation.id), 0))
+        .where(Conversation.user_id == message.user_id, Conversation.status == ConversationStatus.RESET)
+        .scalar_subquery()
+    )
     position = func.coalesce(Message.reply_to_id, Message.id)
     rows = await session.scalars(
         select(Message)
         .where(
-            Message.conversation_id == conversation_id,
-            position < before_id,
+            Message.user_id == message.user_id,
+            Message.conversation_id > last_reset,
+            position < message.id,
             or_(Message.role != Role.USER, Message.status == MessageStatus.ANSWERED),
         )
         .order_by(position.desc(), Message.id.desc())

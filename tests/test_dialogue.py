@@ -269,3 +269,29 @@ async def test_database_down_before_storing_still_answers(settings) -> None:
         await dead.dispose()
     assert ordinary.outcome == Outcome.FALLBACK
     assert crisis.outcome == Outcome.CRISIS and alerts and alerts[0].escalation_id is None
+
+
+async def test_an_ended_conversation_still_informs_the_next_but_a_reset_does_not(db, backend, settings) -> None:
+    dialogue = await make_dialogue(db, backend, settings)
+    await dialogue.handle(Incoming("phone", "caller", "first call"))
+    await dialogue.end_conversation("phone", "caller")  # the call hung up
+    await dialogue.handle(Incoming("phone", "caller", "second call"))
+    assert [m.content for m in backend.calls[-1] if m.role != "system"] == [
+        "first call",
+        "echo: first call",
+        "second call",
+    ]
+    await dialogue.reset("phone", "caller")
+    await dialogue.handle(Incoming("phone", "caller", "fresh start"))
+    assert [m.content for m in backend.calls[-1] if m.role != "system"] == ["fresh start"]
+    assert await count(db, Conversation) == 3
+
+
+async def test_result_of_reports_a_finished_turn_by_channel_message_id(db, backend, settings) -> None:
+    dialogue = await make_dialogue(db, backend, settings)
+    assert await dialogue.result_of("test", "u", "m1") is None
+    await dialogue.handle(Incoming("test", "u", "CRISIS", channel_message_id="m1"))
+    await dialogue.handle(Incoming("test", "other", "hello", channel_message_id="m1"))
+    crisis, ordinary = await dialogue.result_of("test", "u", "m1"), await dialogue.result_of("test", "other", "m1")
+    assert crisis.outcome == Outcome.CRISIS and "112" in crisis.reply
+    assert (ordinary.outcome, ordinary.reply) == (Outcome.MODEL, "echo: hello")

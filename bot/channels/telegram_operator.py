@@ -189,7 +189,7 @@ class OperatorChat:
     async def _send_to_person(self, message: Message, conversation: int, words: str, operator: str) -> None:
         try:
             sent = await self.handoff.say(conversation, operator, words)
-        except TelegramError as exc:  # stored, but Telegram refused it (e.g. the person blocked the bot)
+        except TelegramError as exc:  # Telegram refused it (e.g. the person blocked the bot); nothing stored
             log.warning("operator message to conversation %s not delivered: %s", conversation, type(exc).__name__)
             sent = False
         except DATABASE_ERRORS:

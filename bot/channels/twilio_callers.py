@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.channels.twilio_texts import PhoneTexts
@@ -22,7 +21,7 @@ from bot.crisis.helplines import INTERNATIONAL, HelplineDirectory
 from bot.texts import builtin_personas
 from db import crypto, repo
 from db.engine import Database
-from db.models import Conversation, ConversationStatus, Persona, User
+from db.models import Persona, User
 
 CHANNEL = "phone"
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -98,11 +97,7 @@ async def record(db: Database, caller: Caller, action: str, **detail: str | int)
     async with db.transaction() as session:
         user = await repo.find_user(session, CHANNEL, caller.external_id)
         if user is not None:
-            conversation = await session.scalar(  # the current one, if the caller said anything; never a new one
-                select(Conversation).where(
-                    Conversation.user_id == user.id, Conversation.status == ConversationStatus.OPEN
-                )
-            )
+            conversation = await repo.current_conversation(session, user.id)  # never a new one
             escalation = await repo.active_escalation(session, conversation.id) if conversation else None
             await repo.audit(
                 session,

@@ -13,13 +13,8 @@ import asyncio
 import contextlib
 import time
 
-from sqlalchemy import select
-
-from bot.crisis.levels import Level
-from bot.dialogue import Dialogue, Incoming, Outcome, TurnResult
-from db import repo
+from bot.dialogue import Dialogue, Incoming, TurnResult
 from db.engine import DATABASE_ERRORS, Database
-from db.models import Message, MessageStatus
 
 _POLL_S = 0.1
 KEEP_FINISHED_S = 120.0  # how long a finished turn waits in memory for its pickup
@@ -52,7 +47,7 @@ class PendingTurns:
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                result = await self._stored(channel, external_id, channel_message_id)
+                result = await self.dialogue.result_of(channel, external_id, channel_message_id)
             except DATABASE_ERRORS:
                 result = None
             left = deadline - time.monotonic()
@@ -72,26 +67,6 @@ class PendingTurns:
     def _forget_later(self, key: str) -> None:
         asyncio.get_running_loop().call_later(KEEP_FINISHED_S, self._tasks.pop, key, None)
 
-    async def _stored(self, channel: str, external_id: str, channel_message_id: str) -> TurnResult | None:
-        """A finished turn as the database holds it. The user message's own level is the crisis layer's
-        verdict on it, so at CONCERN and above the turn was a crisis turn; no reply means an operator holds it."""
-        async with self.db.transaction() as session:
-            user = await repo.find_user(session, channel, external_id)
-            if user is None:
-                return None
-            message = await session.scalar(
-                select(Message).where(Message.user_id == user.id, Message.channel_message_id == channel_message_id)
-            )
-            if message is None or message.status not in (MessageStatus.ANSWERED, MessageStatus.FAILED):
-                return None
-            reply = await repo.reply_to(session, message.id)
-        assessed = Level(message.risk_level or 0)
-        if reply is None:
-            outcome = Outcome.FALLBACK if message.status == MessageStatus.FAILED else Outcome.OPERATOR
-            return TurnResult(None, outcome, assessed, message_id=message.id)
-        outcome = Outcome.CRISIS if assessed >= Level.CONCERN else Outcome.MODEL
-        level = max(assessed, Level(reply.risk_level or 0))
-        return TurnResult(reply.text, outcome, level, message_id=message.id, reply_id=reply.id)
 
 
 async def _within(task: asyncio.Task[TurnResult], wait_s: float | None) -> TurnResult | None:

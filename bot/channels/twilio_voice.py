@@ -178,7 +178,7 @@ class VoiceLine:
                 await record(
                     self.dialogue.db, caller, "call_ended", status=status, seconds=_seconds(form, "CallDuration")
                 )
-                await self.dialogue.reset(CHANNEL, caller.external_id)
+                await self.dialogue.end_conversation(CHANNEL, caller.external_id)
             except DATABASE_ERRORS:
                 log.exception("database failed recording the end of a call")
                 raise web.HTTPServiceUnavailable(text="database unavailable") from None
