@@ -17,7 +17,7 @@ def register(commands: Any, bench: Any) -> None:
         "train", help="train or fine-tune a model from a run config",
         description="Train or fine-tune a model from a YAML/TOML run config; any key can be overridden as "
                     "key.path=value (e.g. train.max_steps=50 data.sources.0.path=chats/result.json). "
-                    "Multi-process: torchrun --nproc-per-node N --no-python supportbot train ...")
+                    "Multi-process: torchrun --standalone --nproc-per-node N --no-python supportbot train ...")
     train.add_argument("--config", required=True, help="config file, or a bundled name: demo, blenderbot-400m-empathetic, "
                                                        "dialogpt-medium-telegram, gaudi")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
@@ -62,9 +62,10 @@ def _train(args: argparse.Namespace) -> int:
         print(f"supportbot train: error: {exc}", file=sys.stderr)
         return 2
     final = metrics["final"]
-    print(f"model written to {config.output_dir}: validation loss {final['eval_loss']:.3f}, "
-          f"perplexity {final['eval_perplexity']:.1f} (untrained {metrics['initial']['eval_perplexity']:.1f}), "
-          f"{metrics['steps']} steps in {metrics['train_seconds']:.0f} s")
+    if metrics["main_process"]:
+            print(f"model written to {config.output_dir}: validation loss {final['eval_loss']:.3f}, "
+              f"perplexity {final['eval_perplexity']:.1f} (untrained {metrics['initial']['eval_perplexity']:.1f}), "
+              f"{metrics['steps']} steps in {metrics['train_seconds']:.0f} s")
     return 0
 
 

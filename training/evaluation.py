@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -44,12 +45,13 @@ def sample_replies(model: PreTrainedModel, tokenizer: Any, builder: PromptBuilde
                    prompts: Sequence[str], generation: GenerationConfig, max_new_tokens: int) -> list[dict[str, str]]:
     """The model's answer to each prompt as the first user message, decoded with `generation`."""
     model.eval()
+    generation = copy.deepcopy(generation)
+    generation.max_new_tokens = max_new_tokens
     replies = []
     for text in prompts:
         ids = builder.prompt_ids(persona, [ChatMessage("user", text)])
         inputs = torch.tensor([ids], device=model.device)
-        out = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), generation_config=generation,
-                             max_new_tokens=max_new_tokens)
+        out = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), generation_config=generation)
         reply = out[0] if model.config.is_encoder_decoder else out[0, len(ids) :]
         replies.append({"prompt": text, "reply": tokenizer.decode(reply, skip_special_tokens=True).strip()})
     return replies

@@ -88,7 +88,7 @@ def training_arguments(config: RunConfig) -> TrainingArguments:
         save_steps=t.save_steps, save_total_limit=t.save_total_limit, seed=config.seed, data_seed=config.seed,
         use_cpu=device == "cpu", bf16=precision == "bf16", fp16=precision == "fp16", report_to=trackers(),
         ddp_backend="gloo" if device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None, dataloader_num_workers=t.dataloader_workers,
-        remove_unused_columns=False, torch_compile=t.torch_compile, disable_tqdm=False,
+        remove_unused_columns=False, torch_compile=t.torch_compile, disable_tqdm=False, ddp_find_unused_parameters=False,
     )
 
 
@@ -178,7 +178,8 @@ def make_trainer(p: Prepared, metrics_log: Path | None) -> ResponseTrainer:
 
 
 def run(config: RunConfig, resume: bool = False) -> dict[str, Any]:
-    """Train and export; returns the metrics written beside the model (on every rank)."""
+    """Train and export; returns the metrics written beside the model (on every rank; only the
+    main process writes files)."""
     p = prepare(config, resume)
     log.info("%s", plan_text(p))
     trainer = make_trainer(p, config.run_dir / "metrics.jsonl")
@@ -193,7 +194,7 @@ def run(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         "parameters": count_parameters(p.model), "steps": trainer.state.global_step, "epochs": trainer.state.epoch or 0.0,
         "train_loss": result.training_loss, "initial": initial, "final": final, "train_seconds": seconds,
         "device": device, "precision": resolve_precision(config.train.precision, device), "hardware": describe(device),
-        "world_size": p.args.world_size, "torch": torch.__version__, "transformers": transformers.__version__,
+        "world_size": p.args.world_size, "main_process": trainer.is_world_process_zero(), "torch": torch.__version__, "transformers": transformers.__version__,
         "batching": {**config.batching.model_dump(), "padding_fraction": padding_fraction(p.train_plan)},
         "data": {"sources": [asdict(s) for s in p.sources], "train_examples": len(p.train),
                  "validation_examples": len(p.validation), "context_turns": config.data.context_turns},

@@ -42,9 +42,28 @@ PERSONAS = [
 ]
 
 
-def persona_lines(p: Persona) -> list[str]:
-    return [f"My name is {p.name}.", "I am a volunteer listener on a support line.",
-            f"I enjoy {p.hobby}.", f"I have {p.pet}."]
+# How the listener describes their role; a persona takes one or two of these.
+ROLE_LINES = [
+    "I am a volunteer listener on a support line.",
+    "I am a calm and patient listener.",
+    "I care about how people feel and I never judge.",
+    "I ask gentle questions and let people take their time.",
+    "I am a kind friend who likes to check in on people.",
+    "I help people feel steady when things are overwhelming.",
+    "I speak slowly and simply.",
+    "I like mint tea and quiet evenings.",
+]
+
+
+def persona_lines(p: Persona, rng: random.Random, grounded: bool) -> list[str]:
+    """One to five lines in a random order and case, so the model finds the user's words
+    wherever the persona ends; `grounded` keeps the hobby and pet lines an answer refers to."""
+    details = [f"I enjoy {p.hobby}.", f"I have {p.pet}."]
+    optional = [f"My name is {p.name}."] + ([] if grounded else details)
+    lines = rng.sample(ROLE_LINES, rng.randint(1, 2)) + (details if grounded else [])
+    lines += rng.sample(optional, rng.randint(0, min(len(optional), 5 - len(lines))))
+    rng.shuffle(lines)
+    return [line.lower() for line in lines] if rng.random() < 0.4 else lines
 
 
 # A topic: openers (user), first answers (listener, fit every opener), follow-ups each with the
@@ -59,6 +78,8 @@ TOPICS: dict[str, dict] = {
             "We spent the whole night in the basement again because of the shelling.",
             "I am shaking. Something exploded very close to our building an hour ago.",
             "Every night in {city} I lie awake waiting for the next explosion.",
+            "I could not sleep again, the explosions did not stop until morning.",
+            "Our windows shook all night from the shelling.",
         ],
         answers=[
             "That sounds terrifying. Are you somewhere safe right now?",
@@ -92,6 +113,7 @@ TOPICS: dict[str, dict] = {
             "We moved to another town because of the war and I feel like a stranger here.",
             "Our house in {city} is gone. We are staying with friends now.",
             "It has been three months since we fled {city} and I still dream about home.",
+            "We are refugees now. I never thought I would say that.",
         ],
         answers=[
             "Leaving home like that is a huge loss. How are you settling in where you are now?",
@@ -120,6 +142,7 @@ TOPICS: dict[str, dict] = {
             "I cannot stop worrying about my {relative}, they are near the front line.",
             "My {relative} was called up to the army and I am scared all the time.",
             "The phone lines to {city} are down and my {relative} is there.",
+            "I am so scared for my {relative}. They are still in {city}.",
         ],
         answers=[
             "Not knowing is one of the hardest things. When did you last speak with them?",
@@ -146,6 +169,7 @@ TOPICS: dict[str, dict] = {
             "I lost my {relative} in the war and everyone expects me to just carry on.",
             "My old {pet} died yesterday. I know it sounds silly but I am heartbroken.",
             "We buried my {relative} on Friday.",
+            "I miss my {relative} so much. They died last week.",
         ],
         answers=[
             "I am so sorry for your loss. What was your {relative} like?",
@@ -157,14 +181,14 @@ TOPICS: dict[str, dict] = {
             ("They were the kindest person I knew. They always made soup when I was sick.", [
                 "What a caring person. Those small acts of love stay with us. Do you have a memory of them that you hold on to?",
                 "It sounds like they looked after you in such a warm way. It is no wonder you miss them so much."],
-             {0, 1, 2, 4}),
+             {0, 1, 2, 4, 5}),
             ("Some days I am fine, and then suddenly I cry in the shop.", [
                 "That is how grief often moves, in waves that come without warning. It does not mean you are doing anything wrong. Are you being gentle with yourself?",
                 "Grief can catch us in the most ordinary places. There is nothing wrong with crying. Who do you talk to about them?"]),
             ("I did not get to say goodbye.", [
                 "That is so painful. Not having a goodbye can leave so much unsaid. If you could tell them something now, what would it be?",
                 "I am so sorry you did not have that chance. Some people write a letter to the person they lost. Do you think that might help you?"],
-             {0, 2, 4}),
+             {0, 2, 4, 5}),
             ("People keep telling me it will get easier.", [
                 "They probably mean well, but it can feel like they are rushing you. It is okay that it is still hard. How do you feel today?",
                 "It can be hard to hear that when the pain is so fresh. You get to grieve at your own pace. What has been the hardest moment this week?"]),
@@ -177,6 +201,7 @@ TOPICS: dict[str, dict] = {
             "All my friends moved abroad and I feel completely alone.",
             "I live alone and the weekends feel endless.",
             "Sometimes I feel invisible, like nobody would notice if I was gone for a week.",
+            "I feel so alone in the evenings.",
         ],
         answers=[
             "I am really glad you reached out. Loneliness can be so heavy. How long have you been feeling this way?",
@@ -235,6 +260,7 @@ TOPICS: dict[str, dict] = {
             "I failed my {subject} test and I am afraid to tell my parents.",
             "My mind goes blank every time I try to study {subject}.",
             "Everyone else seems ready for the exams except me.",
+            "I am so stressed about my exams, I cannot sleep.",
         ],
         answers=[
             "Exam stress can feel overwhelming. You probably know more than you think. How have you been preparing?",
@@ -373,7 +399,7 @@ def compose(rng: random.Random) -> list[dict]:
             if rng.random() < 0.6:
                 closing, closing_answers = rng.choice(CLOSINGS)
                 turns += [closing, rng.choice(closing_answers)]
-            dialogue = {"persona": persona_lines(persona), "turns": [_fill(t, slots) for t in turns]}
+            dialogue = {"persona": persona_lines(persona, rng, grounded=topic == "everyday"), "turns": [_fill(t, slots) for t in turns]}
             if dialogue not in dialogues:
                 dialogues.append(dialogue)
     rng.shuffle(dialogues)
