@@ -6,6 +6,9 @@ is the history up to its k-th user turn, with the bundled bot replies as history
 prompt is fixed in advance and the sequential baseline can run the very same prompts through
 plain `model.generate`, batch size 1. The baseline runs on an evenly spread sample of the prompts
 (all of them when few) so that a run stays within minutes; throughput is compared per reply.
+Half the baseline runs before the batched phase and half after, so a change in machine load
+during the run (other jobs on a shared box) weighs on both sides alike; the load average and
+the process CPU time of each side are reported beside the figures.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import asyncio
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -30,7 +34,7 @@ from inference.synthetic import sample_conversations
 
 Decoding = Literal["greedy", "beam", "model"]
 DECODINGS: dict[str, dict[str, Any]] = {
-    "greedy": dict(temperature=0.0, num_beams=1),
+    "greedy": dict(temperature=0.0, num_beams=1, no_repeat_ngram_size=0),
     # BlenderBot's published recipe.
     "beam": dict(temperature=0.0, num_beams=10, min_tokens=20, no_repeat_ngram_size=3),
     "model": {},
@@ -65,6 +69,7 @@ def build_workload(concurrency: int, turns: int) -> Workload:
 class Figures:
     replies: int
     seconds: float
+    cpu_seconds: float
     replies_per_s: float
     tokens_per_s: float
     p50_s: float
@@ -73,10 +78,12 @@ class Figures:
     mean_completion_tokens: float
 
 
-def figures(latencies: Sequence[float], seconds: float, prompt_tokens: Sequence[int], tokens: Sequence[int]) -> Figures:
+def figures(
+    latencies: Sequence[float], seconds: float, cpu: float, prompt_tokens: Sequence[int], tokens: Sequence[int]
+) -> Figures:
     ordered = sorted(latencies)
     return Figures(
-        replies=len(ordered), seconds=round(seconds, 3),
+        replies=len(ordered), seconds=round(seconds, 3), cpu_seconds=round(cpu, 2),
         replies_per_s=round(len(ordered) / seconds, 3), tokens_per_s=round(sum(tokens) / seconds, 2),
         p50_s=round(statistics.median(ordered), 3), p95_s=round(_percentile(ordered, 0.95), 3),
         mean_prompt_tokens=round(statistics.fmean(prompt_tokens), 1), mean_completion_tokens=round(statistics.fmean(tokens), 1),
@@ -86,6 +93,43 @@ def figures(latencies: Sequence[float], seconds: float, prompt_tokens: Sequence[
 def _percentile(ordered: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of sorted values."""
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+
+
+Ask = Callable[[list[ChatMessage]], Awaitable[tuple[str, int, int]]]  # -> text, prompt tokens, reply tokens
+
+
+@asynccontextmanager
+async def serving(
+    engine: Engine, params: GenerationParams, via: Literal["http", "inprocess"], **scheduler_options: Any
+) -> AsyncIterator[tuple[Ask, Scheduler]]:
+    """A way to ask for replies: the worker's HTTP API on a local port, or the scheduler itself."""
+    if via == "inprocess":
+        scheduler = Scheduler(engine, **scheduler_options)
+
+        async def ask_scheduler(messages: list[ChatMessage]) -> tuple[str, int, int]:
+            result = await scheduler.generate(engine.prompt_ids(messages), params)
+            return result.text, result.prompt_tokens, result.completion_tokens
+
+        try:
+            yield ask_scheduler, scheduler
+        finally:
+            await scheduler.aclose()
+        return
+    app = create_app(engine, model_name="bench", **scheduler_options)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    client = OpenAIChatClient(f"http://127.0.0.1:{runner.addresses[0][1]}", model="bench", timeout=3600, retries=0)
+
+    async def ask_worker(messages: list[ChatMessage]) -> tuple[str, int, int]:
+        completion = await client.complete(messages, params)
+        return completion.text, completion.prompt_tokens, completion.completion_tokens
+
+    try:
+        yield ask_worker, app[SCHEDULER]
+    finally:
+        await client.aclose()
+        await runner.cleanup()
 
 
 async def run_batched(
@@ -99,77 +143,65 @@ async def run_batched(
     tokens: list[int] = []
     total = len(workload.requests)
     offsets = [sum(len(c) for c in workload.conversations[:i]) for i in range(len(workload.conversations))]
+    options = dict(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max(256, total))
+    async with serving(engine, params, via, **options) as (ask, scheduler):
+        await ask(workload.requests[0])  # warm-up, not timed
+        batches, requests = scheduler.batches, scheduler.batched_requests
+        progress = tqdm(total=total, desc="batched", unit="reply", leave=False)
 
-    scheduler: Scheduler | None = None
-    runner: web.AppRunner | None = None
-    if via == "http":
-        app = create_app(engine, model_name="bench", max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                         max_queue=max(256, total))
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        client = OpenAIChatClient(f"http://127.0.0.1:{runner.addresses[0][1]}", model="bench", timeout=3600, retries=0)
-        scheduler = app[SCHEDULER]
-    else:
-        scheduler = Scheduler(engine, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max(256, total))
+        async def converse(index: int) -> None:
+            for turn, messages in enumerate(workload.conversations[index]):
+                started = time.perf_counter()
+                text, prompt_n, completion_n = await ask(messages)
+                latencies.append(time.perf_counter() - started)
+                texts[offsets[index] + turn] = text
+                prompt_tokens.append(prompt_n)
+                tokens.append(completion_n)
+                progress.update()
 
-    async def ask(messages: list[ChatMessage]) -> tuple[str, int, int]:
-        if via == "http":
-            completion = await client.complete(messages, params)
-            return completion.text, completion.prompt_tokens, completion.completion_tokens
-        result = await scheduler.generate(engine.prompt_ids(messages), params)
-        return result.text, result.prompt_tokens, result.completion_tokens
-
-    await ask(workload.requests[0])  # warm-up, not timed
-    batches_before, batched_before = scheduler.batches, scheduler.batched_requests
-    progress = tqdm(total=total, desc="batched", unit="reply", leave=False)
-
-    async def converse(index: int) -> None:
-        for turn, messages in enumerate(workload.conversations[index]):
-            started = time.perf_counter()
-            text, prompt_n, completion_n = await ask(messages)
-            latencies.append(time.perf_counter() - started)
-            texts[offsets[index] + turn] = text
-            prompt_tokens.append(prompt_n)
-            tokens.append(completion_n)
-            progress.update()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(converse(i) for i in range(len(workload.conversations))))
-    elapsed = time.perf_counter() - started
-    progress.close()
-    batches = scheduler.batches - batches_before
-    mean_batch = (scheduler.batched_requests - batched_before) / batches
-    if via == "http":
-        await client.aclose()
-        await runner.cleanup()
-    else:
-        await scheduler.aclose()
-    return figures(latencies, elapsed, prompt_tokens, tokens), texts, mean_batch
+        started, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(converse(i) for i in range(len(workload.conversations))))
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        progress.close()
+        mean_batch = (scheduler.batched_requests - requests) / (scheduler.batches - batches)
+    return figures(latencies, elapsed, cpu, prompt_tokens, tokens), texts, mean_batch
 
 
-def run_sequential(
-    engine: Engine, workload: Workload, params: GenerationParams, sample: int
-) -> tuple[Figures, dict[int, Generated]]:
-    """Plain `model.generate`, one request at a time, on an evenly spread sample of the prompts."""
-    requests = workload.requests
-    step = max(1, len(requests) // sample) if sample else 1
-    chosen = list(range(0, len(requests), step))[: sample or None]
-    prompts = {i: engine.prompt_ids(requests[i]) for i in chosen}
-    warm = prompts[chosen[0]]
-    engine.generate([warm], *_config(engine, params, warm))  # warm-up, not timed
-    results: dict[int, Generated] = {}
-    latencies = []
-    for i in tqdm(chosen, desc="sequential", unit="reply", leave=False):
-        started = time.perf_counter()
-        results[i] = engine.generate([prompts[i]], *_config(engine, params, prompts[i]), seed=params.seed)[0]
-        latencies.append(time.perf_counter() - started)
-    fig = figures(
-        latencies, sum(latencies), [r.prompt_tokens for r in results.values()],
-        [r.completion_tokens for r in results.values()],
-    )
-    return fig, results
+def baseline_sample(workload: Workload, sample: int) -> list[int]:
+    """Indices of an evenly spread sample of the requests (all of them when `sample` is 0)."""
+    total = len(workload.requests)
+    step = max(1, total // sample) if sample else 1
+    return list(range(0, total, step))[: sample or None]
+
+
+@dataclass
+class Sequential:
+    """One-at-a-time `model.generate` results, gathered in parts."""
+
+    results: dict[int, Generated]
+    latencies: list[float]
+    cpu: float = 0.0
+
+    def figures(self) -> Figures:
+        done = list(self.results.values())
+        return figures(
+            self.latencies, sum(self.latencies), self.cpu, [r.prompt_tokens for r in done],
+            [r.completion_tokens for r in done],
+        )
+
+
+def run_sequential(engine: Engine, workload: Workload, params: GenerationParams, indices: Sequence[int], into: Sequential) -> None:
+    """Plain `model.generate`, batch size 1, on the chosen requests (after one untimed warm-up)."""
+    prompts = {i: engine.prompt_ids(workload.requests[i]) for i in indices}
+    if not prompts:
+        return
+    warm = next(iter(prompts.values()))
+    engine.generate([warm], *_config(engine, params, warm))
+    for i in tqdm(indices, desc="sequential", unit="reply", leave=False):
+        started, cpu = time.perf_counter(), time.process_time()
+        into.results[i] = engine.generate([prompts[i]], *_config(engine, params, prompts[i]), seed=params.seed)[0]
+        into.latencies.append(time.perf_counter() - started)
+        into.cpu += time.process_time() - cpu
 
 
 def _config(engine: Engine, params: GenerationParams, prompt: list[int]) -> tuple[Any, list[int]]:
@@ -182,33 +214,38 @@ def run_continuous(engine: Engine, workload: Workload, params: GenerationParams)
     prompts = [engine.prompt_ids(r) for r in workload.requests]
     config, limit = engine.request(params, max(len(p) for p in prompts))
     engine.model.generate_batch(prompts[:1], generation_config=config)  # warm-up
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     outputs = engine.model.generate_batch(prompts, generation_config=config)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     tokens = [len(o.generated_tokens) for o in outputs.values()]
-    return figures([elapsed] * len(prompts), elapsed, [len(p) for p in prompts], tokens)
+    return figures([elapsed] * len(prompts), elapsed, cpu, [len(p) for p in prompts], tokens)
 
 
 def bench(
     engine: Engine, *, concurrency: int, turns: int, max_tokens: int, decoding: Decoding, via: Literal["http", "inprocess"],
-    baseline_sample: int, max_batch_size: int, max_wait_ms: float, continuous: bool,
+    sample: int, max_batch_size: int, max_wait_ms: float, continuous: bool,
 ) -> dict[str, Any]:
     """One full comparison; returns everything the command prints."""
     load_before = os.getloadavg()
     workload = build_workload(concurrency, turns)
     params = GenerationParams(max_tokens=max_tokens, **DECODINGS[decoding])
-    sequential, alone = run_sequential(engine, workload, params, baseline_sample)
+    chosen = baseline_sample(workload, sample)
+    alone = Sequential({}, [])
+    run_sequential(engine, workload, params, chosen[::2], alone)
     batched, texts, mean_batch = asyncio.run(
         run_batched(engine, workload, params, via=via, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
     )
-    compared = [i for i in alone if i in texts]
-    agreement = sum(texts[i] == alone[i].text for i in compared) / len(compared)
+    run_sequential(engine, workload, params, chosen[1::2], alone)
+    sequential = alone.figures()
+    compared = [i for i in alone.results if i in texts]
+    agreement = sum(texts[i] == alone.results[i].text for i in compared) / len(compared)
     report: dict[str, Any] = {
         "model": engine.name, "family": engine.family, "device": str(engine.device), "dtype": str(engine.model.dtype),
         "decoding": decoding, "via": via, "concurrency": concurrency, "requests": len(workload.requests),
         "max_tokens": max_tokens, "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms,
         "batched": asdict(batched), "sequential": asdict(sequential),
         "throughput_ratio": round(batched.replies_per_s / sequential.replies_per_s, 2),
+        "cpu_ratio": round((sequential.cpu_seconds / sequential.replies) / (batched.cpu_seconds / batched.replies), 2),
         "p95_over_lone_p50": round(batched.p95_s / sequential.p50_s, 2),
         "agreement": round(agreement, 3), "agreement_compared": len(compared),
         "mean_batch_size": round(mean_batch, 2),
@@ -246,5 +283,8 @@ def render(report: dict[str, Any]) -> str:
         f"throughput x{report['throughput_ratio']} of sequential; batched p95 = {report['p95_over_lone_p50']} x lone p50;"
         f" mean batch {report['mean_batch_size']}; batched==alone on {report['agreement']:.0%} of {report['agreement_compared']}"
     )
-    lines.append(f"load average before {report['load_before']} after {report['load_after']} on {report['cpu_count']} CPUs")
+    lines.append(
+        f"process CPU seconds per reply: sequential/batched = x{report['cpu_ratio']};"
+        f" load average before {report['load_before']} after {report['load_after']} on {report['cpu_count']} CPUs"
+    )
     return "\n".join(lines)

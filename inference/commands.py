@@ -92,7 +92,7 @@ def run_bench(args: argparse.Namespace) -> int:
         return 2
     report = bench(
         engine, concurrency=args.concurrency, turns=args.turns, max_tokens=args.max_tokens, decoding=args.decoding,
-        via=args.via, baseline_sample=args.baseline_sample, max_batch_size=args.max_batch_size,
+        via=args.via, sample=args.baseline_sample, max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms, continuous=args.continuous_batching,
     )
     print(render(report))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -13,6 +15,15 @@ from tests.inference_fixtures import Gate, tiny_engines, tiny_model_dirs  # noqa
 
 GREEDY = GenerationParams(temperature=0, num_beams=1, min_tokens=6, max_tokens=10)
 CHATS = [[ChatMessage("user", "hello " * i + "my dog died")] for i in range(1, 7)]
+
+
+@asynccontextmanager
+async def engine_held(scheduler: Scheduler, prompt: list[int]) -> AsyncIterator[tuple[Gate, asyncio.Task]]:
+    """One request occupies the engine (its generate call held) while the test fills the queue."""
+    with Gate(scheduler.engine) as gate:
+        running = asyncio.create_task(scheduler.generate(prompt, GREEDY))
+        await asyncio.to_thread(gate.entered.wait, 10)
+        yield gate, running
 
 
 @pytest.fixture
@@ -78,9 +89,7 @@ async def test_seeded_sampling_is_reproducible_under_load(causal):
 async def test_full_queue_is_refused_with_a_retry_hint(causal):
     scheduler = Scheduler(causal, max_batch_size=1, max_wait_ms=0, max_queue=2)
     prompt = causal.prompt_ids(CHATS[0])
-    with Gate(causal) as gate:
-        running = asyncio.create_task(scheduler.generate(prompt, GREEDY))
-        await asyncio.to_thread(gate.entered.wait, 10)  # the first request holds the engine
+    async with engine_held(scheduler, prompt) as (gate, running):
         queued = [asyncio.create_task(scheduler.generate(prompt, GREEDY)) for _ in range(2)]
         await asyncio.sleep(0.01)
         assert scheduler.waiting == 2
@@ -95,9 +104,7 @@ async def test_full_queue_is_refused_with_a_retry_hint(causal):
 async def test_cancelled_caller_leaves_the_queue(causal):
     scheduler = Scheduler(causal, max_batch_size=1, max_wait_ms=0)
     prompt = causal.prompt_ids(CHATS[0])
-    with Gate(causal) as gate:
-        running = asyncio.create_task(scheduler.generate(prompt, GREEDY))
-        await asyncio.to_thread(gate.entered.wait, 10)
+    async with engine_held(scheduler, prompt) as (gate, running):
         gone = asyncio.create_task(scheduler.generate(prompt, GREEDY))
         await asyncio.sleep(0.01)
         assert scheduler.waiting == 1
@@ -113,9 +120,7 @@ async def test_cancelled_caller_leaves_the_queue(causal):
 async def test_closing_fails_queued_requests_and_refuses_new_ones(causal):
     scheduler = Scheduler(causal, max_batch_size=1, max_wait_ms=0)
     prompt = causal.prompt_ids(CHATS[0])
-    with Gate(causal) as gate:
-        running = asyncio.create_task(scheduler.generate(prompt, GREEDY))
-        await asyncio.to_thread(gate.entered.wait, 10)
+    async with engine_held(scheduler, prompt) as (gate, running):
         queued = asyncio.create_task(scheduler.generate(prompt, GREEDY))
         await asyncio.sleep(0.01)
         closing = asyncio.create_task(scheduler.aclose())
