@@ -42,6 +42,16 @@ async def open_backend(settings: Settings) -> ChatBackend | None:
         return None
 
 
+def load_crisis_layer(settings: Settings) -> Safety:
+    """The crisis layer from its data files; a malformed file stops start-up with one line."""
+    from bot.crisis.layer import CrisisLayer
+
+    try:
+        return CrisisLayer.load()
+    except (OSError, ValueError) as exc:  # LexiconError, ResponseError, HelplineError are ValueErrors
+        raise StartupError(f"crisis layer data cannot be loaded: {exc}") from None
+
+
 @dataclass
 class Service:
     """Everything a channel needs, opened once per process."""
@@ -64,6 +74,8 @@ class Service:
         """Open the database (migrating it), the crisis layer and the backend; fail with one clear line."""
         from db.engine import DatabaseUnavailable
 
+        if safety is None:
+            safety = load_crisis_layer(settings)
         crypto.configure(settings.encryption_key)
         db = Database(settings.database_url)
         try:
@@ -75,10 +87,6 @@ class Service:
         except DatabaseUnavailable as exc:
             await db.dispose()
             raise StartupError(str(exc)) from None
-        if safety is None:
-            from bot.crisis.layer import CrisisLayer
-
-            safety = CrisisLayer.load()
         if backend is None and load_backend:
             backend = await open_backend(settings)
         alerts = OperatorAlerts()

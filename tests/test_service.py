@@ -123,3 +123,15 @@ async def test_message_text_is_encrypted_at_rest_with_a_key(settings: Settings) 
     finally:
         await service.close()
         crypto.configure(None)
+
+
+async def test_malformed_crisis_data_stops_start_up_with_one_line(settings: Settings, monkeypatch, tmp_path) -> None:
+    from bot.crisis import lexicon
+
+    broken = tmp_path / "lexicon"
+    broken.mkdir()
+    (broken / "en.yaml").write_text("version: 1\nrules:\n  - id: x\n    level: nonsense\n")
+    monkeypatch.setattr(lexicon, "DEFAULT_DIR", broken)
+    with pytest.raises(StartupError) as caught:
+        await Service.start(settings, backend=EchoBackend())
+    assert str(caught.value).startswith("crisis layer data cannot be loaded:") and "\n" not in str(caught.value)
