@@ -1,9 +1,9 @@
 """`supportbot bench train`: what token-budget batching buys, on the same data and model in one run.
 
 Throughput — non-padding tokens per second of training steps (forward, backward, AdamW) with
-  token-budget batches vs fixed-size batches padded to the longest and padded to a 128 block, each
-  fixed size chosen so that an epoch has as many batches as with the token budget (same examples
-  per step on average), each variant starting from the same weights.
+  token-budget batches vs fixed-size batches padded to the longest and padded to a 128 block, the
+  fixed size chosen so that an epoch has at most as many batches as with the token budget (at least
+  as many examples per step), each variant starting from the same weights.
 Quality — the untrained model's validation perplexity, then the same number of steps with the
   pipeline (ResponseTrainer, token-budget batches) and with a plain reference (HF Trainer, default
   padding collator, fixed batches of that same size): validation loss reached and wall time of each.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import os
 import tempfile
 import time
@@ -36,10 +37,10 @@ BLOCK = 128
 
 
 def _variants(p: Prepared) -> dict[str, tuple[list[Example], BatchPlan]]:
-    """The three batchings over one example set, with equal batch counts per epoch."""
+    """The three batchings over one example set, with (about) equal batch counts per epoch."""
     budget = p.train_plan if p.config.batching.mode == "token_budget" else BatchPlan(
         [e.lengths(p.family) for e in p.train], p.config.batching.model_copy(update={"mode": "token_budget"}), seed=p.config.seed)
-    size = max(1, round(len(p.train) / len(budget)))
+    size = math.ceil(len(p.train) / len(budget))  # no more batches per epoch than the budget makes
     fixed = p.config.batching.model_copy(update={"mode": "fixed", "batch_size": size})
     static = p.config.batching.model_copy(update={"mode": "static", "batch_size": size, "block_size": BLOCK,
                                                   "pad_to_multiple_of": BLOCK, "overflow": "truncate"})
@@ -56,9 +57,14 @@ def _real_tokens(batch: dict[str, torch.Tensor], seq2seq: bool) -> int:
     return real + int((batch["labels"] != -100).sum()) if seq2seq else real
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _throughput(p: Prepared, start: dict[str, torch.Tensor], examples: list[Example], plan: BatchPlan,
                 steps: int) -> dict[str, Any]:
-    model = p.model
+    model = p.model.to(p.args.device)
     model.load_state_dict(start)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.config.train.learning_rate)
@@ -68,20 +74,22 @@ def _throughput(p: Prepared, start: dict[str, torch.Tensor], examples: list[Exam
     began = 0.0
     for i, indices in enumerate(itertools.islice(itertools.cycle(list(plan)), steps + WARMUP_STEPS)):
         if i == WARMUP_STEPS:
+            _sync(p.args.device)
             began = time.perf_counter()
-        batch = collate([examples[j] for j in indices])
+        batch = {k: v.to(p.args.device) for k, v in collate([examples[j] for j in indices]).items()}
         model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if i >= WARMUP_STEPS:
             tokens += _real_tokens(batch, seq2seq)
+    _sync(p.args.device)
     seconds = time.perf_counter() - began
     return {"tokens_per_s": tokens / seconds, "padding_fraction": padding_fraction(plan), "batches_per_epoch": len(plan),
             "examples": len(examples), "steps": steps, "seconds": seconds}
 
 
 def _val_loss(p: Prepared) -> dict[str, float]:
-    batches = (p.collator([p.validation[i] for i in b]) for b in p.eval_plan)
+    batches = ({k: v.to(p.args.device) for k, v in p.collator([p.validation[i] for i in b]).items()} for b in p.eval_plan)
     return loss_metrics(*response_nll(p.model, batches, p.family == "causal"))
 
 
@@ -90,9 +98,9 @@ def _quality(p: Prepared, start: dict[str, torch.Tensor], steps: int, batch_size
     untrained = _val_loss(p)
     results: dict[str, Any] = {"steps": steps, "untrained": untrained}
     with tempfile.TemporaryDirectory() as tmp:
-        args = training_arguments(p.config.model_copy(update={"run_dir": Path(tmp)}))
-        args.max_steps, args.save_strategy, args.eval_strategy, args.report_to = steps, "no", "no", []
-        args.per_device_train_batch_size, args.disable_tqdm = batch_size, True
+        train = p.config.train.model_copy(update={"max_steps": steps, "eval_steps": None, "save_steps": steps + 1})
+        args = replace(training_arguments(p.config.model_copy(update={"run_dir": Path(tmp), "train": train})),
+                       per_device_train_batch_size=batch_size, report_to=[], disable_tqdm=True)
         for name in ("pipeline", "reference"):
             p.model.load_state_dict(start)
             if name == "pipeline":
@@ -120,7 +128,7 @@ def run_bench(config: RunConfig, steps: int, quality_steps: int) -> dict[str, An
     for name, figures in throughput.items():
         figures["token_budget_speedup"] = base / figures["tokens_per_s"]
     result: dict[str, Any] = {
-        "config": config.name, "family": p.family, "device": "cpu", "threads": torch.get_num_threads(),
+        "config": config.name, "family": p.family, "device": str(p.args.device), "threads": torch.get_num_threads(),
         "max_tokens": config.batching.max_tokens, "fixed_batch_size": variants["fixed_longest"][1].config.batch_size,
         "throughput": throughput,
     }
@@ -131,7 +139,7 @@ def run_bench(config: RunConfig, steps: int, quality_steps: int) -> dict[str, An
 
 
 def report(result: dict[str, Any]) -> str:
-    lines = [f"bench train: {result['config']} ({result['family']}), {result['threads']} threads, "
+    lines = [f"bench train: {result['config']} ({result['family']}) on {result['device']}, {result['threads']} threads, "
              f"token budget {result['max_tokens']}, fixed batch size {result['fixed_batch_size']}"]
     for name, f in result["throughput"].items():
         lines.append(f"  {name:<14} {f['tokens_per_s']:>9,.0f} non-pad tokens/s  padding {f['padding_fraction']:6.1%}  "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -62,7 +63,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"supportbot train: error: {exc}", file=sys.stderr)
         return 2
     final = metrics["final"]
-    if metrics["main_process"]:
+    if int(os.environ.get("RANK", "0")) == 0:  # one line per run, not per torchrun process
             print(f"model written to {config.output_dir}: validation loss {final['eval_loss']:.3f}, "
               f"perplexity {final['eval_perplexity']:.1f} (untrained {metrics['initial']['eval_perplexity']:.1f}), "
               f"{metrics['steps']} steps in {metrics['train_seconds']:.0f} s")
@@ -75,7 +76,7 @@ def _bench(args: argparse.Namespace) -> int:
     from training.config import load_config
 
     try:
-        config = load_config(args.config, [*args.overrides, "train.device=cpu"])
+        config = load_config(args.config, args.overrides)
         result = run_bench(config, args.steps, args.quality_steps)
     except _errors() as exc:
         print(f"supportbot bench train: error: {exc}", file=sys.stderr)

@@ -6,6 +6,7 @@ run directories, and paths given as overrides, are relative to the current direc
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -161,10 +162,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     relative to the current directory (var/ of the checkout the command runs in)."""
     for source in (data.get("data") or {}).get("sources") or []:
         if isinstance(source, dict) and isinstance(source.get("path"), str):
-            source["path"] = str(base / Path(source["path"]).expanduser())
+            source["path"] = os.path.normpath(base / Path(source["path"]).expanduser())
     model = data.get("model") or {}
     if isinstance(model.get("name_or_path"), str) and model["name_or_path"].startswith((".", "/")):
-        model["name_or_path"] = str(base / model["name_or_path"])
+        model["name_or_path"] = os.path.normpath(base / model["name_or_path"])
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:

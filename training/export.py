@@ -16,14 +16,23 @@ from inference.prompt import Family
 from training.modeling import for_serving
 
 
+SAMPLING_ONLY = ("temperature", "top_p", "top_k")
+
+
 def generation_config(family: Family, model: PreTrainedModel, tokenizer: Any, overrides: dict[str, Any]) -> GenerationConfig:
-    """The family's decoding recipe (inference.generation), the run's overrides, and the model's special ids."""
+    """The family's decoding recipe (inference.generation), the run's overrides, and the model's special ids.
+    Sampling settings are left out when the result does not sample (save_pretrained refuses them)."""
+    values = family_defaults(family) | overrides
+    if not values.get("do_sample"):
+        values = {k: v for k, v in values.items() if k not in SAMPLING_ONLY}
     ids = dict(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                bos_token_id=getattr(model.config, "bos_token_id", None))
     if family == "seq2seq":
         ids |= dict(decoder_start_token_id=model.config.decoder_start_token_id,
                     forced_eos_token_id=getattr(model.config, "forced_eos_token_id", None))
-    return GenerationConfig(**(family_defaults(family) | overrides | ids))
+    config = GenerationConfig(**(values | ids))
+    config.validate(strict=True)
+    return config
 
 
 def model_card(metrics: dict[str, Any], samples: list[dict[str, str]]) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import transformers
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, PreTrainedModel, TrainingArguments, set_seed
+from transformers import AutoTokenizer, GenerationConfig, PreTrainedModel, TrainingArguments, set_seed
 
 from inference.prompt import Family, PromptBuilder, default_prompt_budget
 from training.batching import BatchPlan, padding_fraction
@@ -54,6 +54,7 @@ class Prepared:
     eval_plan: BatchPlan
     collator: Collator
     sources: list[SourceReport]
+    generation: GenerationConfig
 
 
 def read_data(data: DataConfig, seed: int) -> tuple[list[Dialogue], list[Dialogue], list[SourceReport]]:
@@ -133,8 +134,11 @@ def prepare(config: RunConfig, resume: bool = False) -> Prepared:
     train_plan = BatchPlan([e.lengths(family) for e in train], config.batching, rows=rows, seed=config.seed)
     eval_plan = BatchPlan([e.lengths(family) for e in validation], config.batching, rows=rows, seed=config.seed, train=False)
     collator = Collator(family, tokenizer.pad_token_id, train_plan.multiple, distractors=rows > 1)
+    # Only the Trainer's samples/s log line reads this: report the plan's mean batch size there.
+    args.per_device_train_batch_size = max(1, round(len(train) / len(train_plan)))
+    generation = generation_config(family, model, tokenizer, config.eval.generation)  # fail now, not after training
     return Prepared(config, args, family, tokenizer, model, builder, train, validation, train_plan, eval_plan,
-                    collator, sources)
+                    collator, sources, generation)
 
 
 def plan_text(p: Prepared) -> str:
@@ -194,17 +198,16 @@ def run(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         "parameters": count_parameters(p.model), "steps": trainer.state.global_step, "epochs": trainer.state.epoch or 0.0,
         "train_loss": result.training_loss, "initial": initial, "final": final, "train_seconds": seconds,
         "device": device, "precision": resolve_precision(config.train.precision, device), "hardware": describe(device),
-        "world_size": p.args.world_size, "main_process": trainer.is_world_process_zero(), "torch": torch.__version__, "transformers": transformers.__version__,
+        "world_size": p.args.world_size, "torch": torch.__version__, "transformers": transformers.__version__,
         "batching": {**config.batching.model_dump(), "padding_fraction": padding_fraction(p.train_plan)},
         "data": {"sources": [asdict(s) for s in p.sources], "train_examples": len(p.train),
                  "validation_examples": len(p.validation), "context_turns": config.data.context_turns},
     }
     if trainer.is_world_process_zero():
-        generation = generation_config(p.family, p.model, p.tokenizer, config.eval.generation)
-        samples = sample_replies(p.model, p.tokenizer, p.builder, config.eval.persona, config.eval.prompts, generation,
+        samples = sample_replies(p.model, p.tokenizer, p.builder, config.eval.persona, config.eval.prompts, p.generation,
                                  config.eval.sample_max_new_tokens)
         _write_samples(config.run_dir, samples)
-        export(p.model, p.tokenizer, p.family, config.output_dir, metrics, samples, generation)
+        export(p.model, p.tokenizer, p.family, config.output_dir, metrics, samples, p.generation)
     return metrics
 
 
