@@ -96,13 +96,25 @@ async def test_replies_to_one_chat_are_paced(tmp_path: Path) -> None:
         assert min(gaps) >= 0.15, gaps  # 5 per second, with timer slack
 
 
-async def test_rejected_token_stops_start_up(tmp_path: Path) -> None:
-    api = FakeBotAPI("999:" + "B" * 35)  # a Bot API that does not know our token
+@pytest.mark.parametrize(
+    ("token", "refused", "says"),
+    [("999:" + "B" * 35, None, "TELEGRAM_TOKEN"), (TOKEN, "setWebhook", "refused the channel's set-up")],
+)
+async def test_refused_set_up_stops_start_up(tmp_path: Path, token: str, refused: str | None, says: str) -> None:
+    api = FakeBotAPI(token)  # a Bot API that does not know our token, or refuses the webhook URL
     await api.start()
-    settings = Settings(database_url=sqlite(tmp_path), model="/x", telegram_token=TOKEN, telegram_api_url=api.base_url)
+    if refused:
+        api.fail(refused, 400)
+    settings = Settings(
+        database_url=sqlite(tmp_path),
+        model="/x",
+        telegram_token=TOKEN,
+        telegram_api_url=api.base_url,
+        telegram_webhook_url="https://bot.example.org/telegram/webhook",
+    )
     service = await Service.start(settings, backend=EchoBackend(), safety=KeywordSafety())
     channel = TelegramChannel(service)
-    with pytest.raises(StartupError, match="TELEGRAM_TOKEN"):
+    with pytest.raises(StartupError, match=says):
         await channel.start()
     await channel.stop()
     await service.close()

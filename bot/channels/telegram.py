@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from telegram import Bot, Update
-from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot.channels.telegram_chat import CHANNEL, PrivateChat
@@ -66,11 +66,10 @@ def build_application(settings: Settings, *, webhook: bool) -> Application:
 class TelegramChannel:
     """One bot: connects, receives updates (webhook or polling), and wires operators and handoff."""
 
-    def __init__(self, service: Service, *, poll_timeout: float = POLL_TIMEOUT_S) -> None:
+    def __init__(self, service: Service) -> None:
         self.service = service
         self.settings = service.settings
         self.webhook_url = self.settings.telegram_webhook_url
-        self.poll_timeout = poll_timeout
         self.application = build_application(self.settings, webhook=self.webhook_url is not None)
         PrivateChat(service).install(self.application, self.settings.operator_chat_id)
         self.operators: OperatorChat | None = None
@@ -113,29 +112,40 @@ class TelegramChannel:
                 max_connections=WEBHOOK_CONNECTIONS,
             )
         elif not self.application.updater.running:
-            await self.application.updater.start_polling(timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES)
+            await self.application.updater.start_polling(timeout=POLL_TIMEOUT_S, allowed_updates=ALLOWED_UPDATES)
         self.service.handoff.register_sender(CHANNEL, self.send_to_user)
         if self.operators is not None:
             self.service.alerts.subscribe(self.operators.on_alert)
         self.ready.set()
         log.info("Telegram channel up as @%s (%s)", self.bot.username, "webhook" if self.webhook_url else "polling")
 
+    async def _open_checked(self) -> None:
+        """`_open`, with Telegram refusing our set-up (token, webhook URL) told apart from an outage."""
+        try:
+            await self._open()
+        except InvalidToken:
+            raise StartupError("Telegram rejected SUPPORTBOT_TELEGRAM_TOKEN (getMe answered Unauthorized)") from None
+        except BadRequest as exc:  # a NetworkError subclass, but no retry will fix it
+            raise StartupError(f"Telegram refused the channel's set-up: {exc.message}") from None
+
     async def _reconnect(self) -> None:
         delay = RECONNECT_FIRST_S
         while not self.ready.is_set():
             await asyncio.sleep(delay)
             try:
-                await self._open()
+                await self._open_checked()
+            except StartupError as exc:
+                log.error("%s; the Telegram channel stays off", exc)
+                return
             except NetworkError as exc:
                 delay = min(delay * 2, RECONNECT_MAX_S)
                 log.warning("Bot API still unreachable (%s); next try in %.0fs", type(exc).__name__, delay)
 
     async def start(self) -> None:
-        """A rejected token stops the service at once; an unreachable Bot API is retried in the background."""
+        """A refused token or webhook stops the service at once; an unreachable Bot API is retried in the
+        background while the rest of the service runs."""
         try:
-            await self._open()
-        except InvalidToken:
-            raise StartupError("Telegram rejected SUPPORTBOT_TELEGRAM_TOKEN (getMe answered Unauthorized)") from None
+            await self._open_checked()
         except NetworkError as exc:
             log.warning("Bot API unreachable at start (%s); the rest of the service runs, retrying", type(exc).__name__)
             self._connecting = asyncio.create_task(self._reconnect())
