@@ -28,6 +28,7 @@ from transformers import (
     StoppingCriteria,
     StoppingCriteriaList,
 )
+from transformers.activations import GELUTanh, NewGELUActivation
 from transformers.generation.streamers import BaseStreamer
 
 from inference.api import ChatMessage, GenerationParams
@@ -81,6 +82,9 @@ class Engine:
             self.generation_config.pad_token_id = self.pad_id
         if self.generation_config.eos_token_id is None:
             self.generation_config.eos_token_id = self.eos_id
+        # On CPU a preallocated KV cache saves the per-step concatenation that dominates large
+        # batches; elsewhere transformers would compile the model for it, once per batch shape.
+        self._cache = "static" if self.device.type == "cpu" else None
         self._pad_multiple = HPU_PAD_MULTIPLE if self.device.type == "hpu" else 1
         self._generate_extras: dict[str, Any] = (
             dict(lazy_mode=True, hpu_graphs=True) if self.device.type == "hpu" else {}
@@ -112,8 +116,9 @@ class Engine:
         inputs = self._pad(prompts)
         start = inputs["input_ids"].shape[1] if self.family == "causal" else 1  # seq2seq: after decoder start
         beams = (config.num_beams or 1) > 1
+        config = copy.deepcopy(config)
+        config.cache_implementation = self._cache
         if not beams:
-            config = copy.deepcopy(config)
             config.max_new_tokens = max(limits)
         stopping = StoppingCriteriaList([] if beams else [_RowLimits(start, limits, self.device)])
         streamer = _RowStreamer(on_token) if on_token and not beams else None
@@ -203,8 +208,18 @@ def load_model(
         from inference.quantize import quantize_int8
 
         network = quantize_int8(network)
+    _fuse_gelu(network)
     log.info("loaded %s (%s) on %s as %s%s", model, family_of(network.config), target, precision, " int8" if int8 else "")
     return Engine(network, tokenizer, name=model, prompt_budget=prompt_budget)
+
+
+def _fuse_gelu(model: PreTrainedModel) -> None:
+    """GPT-2's tanh-GELU written as five tensor ops becomes PyTorch's single fused kernel: the
+    same function up to rounding, and a quarter of the CPU time of a large decode batch."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, NewGELUActivation):
+                setattr(module, name, GELUTanh())
 
 
 def _looks_like_path(model: str) -> bool:
