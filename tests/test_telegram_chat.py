@@ -100,14 +100,18 @@ async def test_persona_keyboard_choice_and_own_lines(tmp_path: Path, mode: str) 
 
 
 async def test_reset_starts_a_new_conversation(tmp_path: Path, mode: str) -> None:
-    async with telegram_bot(sqlite(tmp_path), mode) as bot:
+    backend = EchoBackend()
+    async with telegram_bot(sqlite(tmp_path), mode, backend=backend) as bot:
         await bot.deliver(message_update(CHAT, text="first"))
         await bot.api.wait_for_messages(CHAT, 1)
         await bot.deliver(message_update(CHAT, text="/reset"))
         assert (await bot.api.wait_for_messages(CHAT, 2))[1] == text("reset", "en")
         async with bot.service.db.transaction() as session:
             statuses = list(await session.scalars(select(Conversation.status)))
-        assert statuses == [ConversationStatus.CLOSED]
+        assert statuses == [ConversationStatus.RESET]
+        await bot.deliver(message_update(CHAT, text="second"))
+        await bot.api.wait_for_messages(CHAT, 3)
+        assert [m.content for m in backend.calls[-1] if m.role != "system"] == ["second"]  # nothing from before
 
 
 async def test_forget_asks_first_then_deletes_everything(tmp_path: Path, mode: str) -> None:
