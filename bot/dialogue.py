@@ -101,6 +101,7 @@ class Dialogue:
         self.alerts = alerts or OperatorAlerts()
         self._lease = timedelta(seconds=settings.turn_lease_s)
         self.default_persona = builtin_personas()[0].key
+        self._personas: dict[int | str, list[str]] = {}  # filled on first use; built-ins change only at start
 
     # --- the turn ---------------------------------------------------------------------------
 
@@ -165,14 +166,21 @@ class Dialogue:
             delay = min(delay * 2, _POLL_MAX_S)
 
     async def _claim(self, session: AsyncSession, message: Message) -> _Turn | None:
-        if await repo.blocking_message(session, message, self._lease) is not None:
+        if not await repo.claim_turn(session, message, self._lease):
             return None
-        await repo.claim(session, message.id)
         user = await session.get_one(User, message.user_id)
         conversation = await session.get_one(Conversation, message.conversation_id)
         earlier = await repo.history(session, message, max(self.settings.history_turns, RECENT_USER_TURNS * 2))
-        persona = await repo.persona_lines(session, user, self.default_persona)
-        return _Turn(message, user, conversation, earlier, persona)
+        return _Turn(message, user, conversation, earlier, await self._persona(session, user))
+
+    async def _persona(self, session: AsyncSession, user: User) -> list[str]:
+        """The lines the model speaks as: the user's own, their chosen persona, or the default."""
+        if user.persona_lines:
+            return list(user.persona_lines)
+        if not self._personas:
+            self._personas = await repo.persona_table(session)
+        chosen = self._personas.get(user.persona_id) if user.persona_id is not None else None
+        return chosen or self._personas.get(self.default_persona, [])
 
     async def _respond(self, turn: _Turn) -> TurnResult:
         message, user, conversation, earlier, persona = turn

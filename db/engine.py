@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -52,6 +53,7 @@ def _ensure_sqlite_folder(url: URL) -> None:
 def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     """An async engine for SQLite (aiosqlite) or PostgreSQL (asyncpg) with the project's settings."""
     url = make_url(url)
+    kwargs.setdefault("hide_parameters", True)  # errors that reach the log must not carry message text
     if url.get_backend_name() == "sqlite":
         _ensure_sqlite_folder(url)
         engine = create_async_engine(url, **kwargs)
@@ -70,6 +72,9 @@ class Database:
         self.url = make_url(url)
         self.engine = create_engine(self.url, **engine_kwargs)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Queueing this process's transactions on an asyncio lock
+        # keeps them from sleeping in SQLite's busy handler; other processes still wait on busy_timeout.
+        self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -78,7 +83,11 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: committed when the block ends, rolled back entirely if it raises."""
-        async with self.sessions() as session, session.begin():
+        if self._writer is None:
+            async with self.sessions() as session, session.begin():
+                yield session
+            return
+        async with self._writer, self.sessions() as session, session.begin():
             yield session
 
     async def ping(self) -> None:

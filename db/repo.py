@@ -8,7 +8,10 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from db.models import (
     AuditEvent,
@@ -55,13 +58,12 @@ async def persona_by_key(session: AsyncSession, key: str) -> Persona | None:
     return await session.scalar(select(Persona).where(Persona.key == key))
 
 
-async def persona_lines(session: AsyncSession, user: User, default_key: str) -> list[str]:
-    """The lines the model speaks as: the user's own, their chosen persona, or the default."""
-    if user.persona_lines:
-        return list(user.persona_lines)
-    persona = await session.get(Persona, user.persona_id) if user.persona_id else None
-    persona = persona or await persona_by_key(session, default_key)
-    return list(persona.lines) if persona else []
+async def persona_table(session: AsyncSession) -> dict[int | str, list[str]]:
+    """Every built-in persona's lines by id and by key (they change only when a process starts)."""
+    table: dict[int | str, list[str]] = {}
+    for persona in await list_personas(session):
+        table[persona.id] = table[persona.key] = list(persona.lines)
+    return table
 
 
 # --- users and conversations ----------------------------------------------------------------
@@ -96,7 +98,8 @@ async def lock_user(session: AsyncSession, user_id: int) -> None:
     On PostgreSQL this row lock makes "store a message, then check what is ahead of it" atomic, so
     message ids are handed out in queue order; SQLite's BEGIN IMMEDIATE already serialises writers.
     """
-    await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
 async def current_conversation(session: AsyncSession, user_id: int) -> Conversation | None:
@@ -142,30 +145,39 @@ async def delete_user(session: AsyncSession, user_id: int) -> None:
 # --- messages and the per-user turn queue ----------------------------------------------------
 
 
+def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+    """The dialect's INSERT, which knows ON CONFLICT (both SQLite and PostgreSQL have it)."""
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
 async def add_user_message(
     session: AsyncSession, user: User, conversation: Conversation, text: str, channel_message_id: str | None
 ) -> Message:
-    """Store an incoming message as pending; raise DuplicateMessage on a redelivery."""
-    if channel_message_id is not None:
-        existing = await find_message(session, user.id, channel_message_id)
-        if existing is not None:
-            raise DuplicateMessage(existing.id)
-    message = Message(
-        conversation_id=conversation.id,
-        user_id=user.id,
-        role=Role.USER,
-        text=text,
-        channel_message_id=channel_message_id,
-        status=MessageStatus.PENDING,
+    """Store an incoming message as pending; raise DuplicateMessage on a redelivery.
+
+    One INSERT … ON CONFLICT DO NOTHING RETURNING: a redelivered channel message id inserts nothing.
+    The returned Message is a detached record of what was written.
+    """
+    values = {
+        "conversation_id": conversation.id,
+        "user_id": user.id,
+        "role": Role.USER,
+        "text": text,
+        "channel_message_id": channel_message_id,
+        "status": MessageStatus.PENDING,
+        "created_at": utcnow(),
+    }
+    inserted = await session.scalar(
+        _insert(session)(Message)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["user_id", "channel_message_id"])
+        .returning(Message.id)
     )
-    try:
-        async with session.begin_nested():
-            session.add(message)
-    except IntegrityError:
+    if inserted is None:
         existing = await find_message(session, user.id, channel_message_id or "")
-        assert existing is not None
-        raise DuplicateMessage(existing.id) from None
-    return message
+        assert existing is not None, "a conflicting insert means the message exists"
+        raise DuplicateMessage(existing.id)
+    return Message(id=inserted, **values)
 
 
 async def find_message(session: AsyncSession, user_id: int, channel_message_id: str) -> Message | None:
@@ -175,35 +187,34 @@ async def find_message(session: AsyncSession, user_id: int, channel_message_id: 
     )
 
 
-async def blocking_message(session: AsyncSession, message: Message, lease: timedelta) -> Message | None:
-    """The oldest unfinished earlier message of the same user, if any still holds the queue.
+async def claim_turn(session: AsyncSession, message: Message, lease: timedelta) -> bool:
+    """Mark the message as being answered, unless an earlier message of the same user is unfinished.
 
     Turns of one user run in message-id order across all processes. A message whose turn was
     claimed (or queued) longer than `lease` ago belongs to a process that died; it stops blocking.
     """
     cutoff = utcnow() - lease
-    return await session.scalar(
-        select(Message)
+    earlier = aliased(Message)
+    ahead = (
+        select(earlier.id)
         .where(
-            Message.user_id == message.user_id,
-            Message.role == Role.USER,
-            Message.id < message.id,
+            earlier.user_id == message.user_id,
+            earlier.role == Role.USER,
+            earlier.id < message.id,
             or_(
-                (Message.status == MessageStatus.PROCESSING) & (Message.claimed_at > cutoff),
-                (Message.status == MessageStatus.PENDING) & (Message.created_at > cutoff),
+                (earlier.status == MessageStatus.PROCESSING) & (earlier.claimed_at > cutoff),
+                (earlier.status == MessageStatus.PENDING) & (earlier.created_at > cutoff),
             ),
         )
-        .order_by(Message.id)
-        .limit(1)
+        .exists()
     )
-
-
-async def claim(session: AsyncSession, message_id: int) -> None:
-    await session.execute(
+    claimed = await session.scalar(
         update(Message)
-        .where(Message.id == message_id)
+        .where(Message.id == message.id, ~ahead)
         .values(status=MessageStatus.PROCESSING, claimed_at=utcnow())
+        .returning(Message.id)
     )
+    return claimed is not None
 
 
 async def finish(session: AsyncSession, message_id: int, status: MessageStatus, risk_level: int | None) -> None:
