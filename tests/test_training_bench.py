@@ -27,4 +27,6 @@ def test_bench_train_json_has_all_figures(tmp_path: Path, capsys: pytest.Capture
     assert quality["steps"] == 4
     for run in ("pipeline", "reference"):
         assert quality[run]["eval_loss"] < quality["untrained"]["eval_loss"] and quality[run]["seconds"] > 0
+    reached = quality["pipeline_to_reference_loss"]
+    assert reached is None or (reached["eval_loss"] <= quality["reference"]["eval_loss"] and reached["step"] <= 8)
     assert "load average" in "\n".join(out[:-1])

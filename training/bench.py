@@ -4,9 +4,10 @@ Throughput — non-padding tokens per second of training steps (forward, backwar
   token-budget batches vs fixed-size batches padded to the longest and padded to a 128 block, the
   fixed size chosen so that an epoch has at most as many batches as with the token budget (at least
   as many examples per step), each variant starting from the same weights.
-Quality — the untrained model's validation perplexity, then the same number of steps with the
-  pipeline (ResponseTrainer, token-budget batches) and with a plain reference (HF Trainer, default
-  padding collator, fixed batches of that same size): validation loss reached and wall time of each.
+Quality — the untrained model's validation perplexity, then a plain reference (HF Trainer, default
+  padding collator, fixed batches of that size) and the pipeline (ResponseTrainer, its batch plan)
+  from the same weights: validation loss after the same number of steps and the training time of
+  each, and the steps and time the pipeline needs to reach the reference's validation loss.
 The machine is shared: the load average is printed beside the figures.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DataCollatorForSeq2Seq, Trainer
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback
 
 from training.batching import BatchPlan, padding_fraction
 from training.collate import Collator
@@ -31,8 +32,10 @@ from training.config import RunConfig
 from training.evaluation import loss_metrics, response_nll
 from training.examples import Example, fit_to_block
 from training.pipeline import Prepared, make_trainer, prepare, training_arguments
+from training.trainer import ResponseTrainer
 
 WARMUP_STEPS = 2
+ROUND_STEPS = 5
 BLOCK = 128
 
 
@@ -62,30 +65,41 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _throughput(p: Prepared, start: dict[str, torch.Tensor], examples: list[Example], plan: BatchPlan,
-                steps: int) -> dict[str, Any]:
+def _throughput(p: Prepared, start: dict[str, torch.Tensor], variants: dict[str, tuple[list[Example], BatchPlan]],
+                steps: int) -> dict[str, dict[str, Any]]:
+    """Timed training steps of every variant, interleaved in rounds of ROUND_STEPS so that a change
+    in the load of a shared machine affects all variants alike."""
     model = p.model.to(p.args.device)
     model.load_state_dict(start)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.config.train.learning_rate)
-    collate = Collator(p.family, p.tokenizer.pad_token_id, plan.multiple)
-    seq2seq = p.family == "seq2seq"
-    tokens = 0
-    began = 0.0
-    for i, indices in enumerate(itertools.islice(itertools.cycle(list(plan)), steps + WARMUP_STEPS)):
-        if i == WARMUP_STEPS:
-            _sync(p.args.device)
-            began = time.perf_counter()
-        batch = {k: v.to(p.args.device) for k, v in collate([examples[j] for j in indices]).items()}
+    batches = {name: itertools.cycle(list(plan)) for name, (_, plan) in variants.items()}
+    collate = {name: Collator(p.family, p.tokenizer.pad_token_id, plan.multiple) for name, (_, plan) in variants.items()}
+    tokens = dict.fromkeys(variants, 0)
+    seconds = dict.fromkeys(variants, 0.0)
+
+    def step(name: str) -> int:
+        examples = variants[name][0]
+        batch = {k: v.to(p.args.device) for k, v in collate[name]([examples[j] for j in next(batches[name])]).items()}
         model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if i >= WARMUP_STEPS:
-            tokens += _real_tokens(batch, seq2seq)
-    _sync(p.args.device)
-    seconds = time.perf_counter() - began
-    return {"tokens_per_s": tokens / seconds, "padding_fraction": padding_fraction(plan), "batches_per_epoch": len(plan),
-            "examples": len(examples), "steps": steps, "seconds": seconds}
+        return _real_tokens(batch, p.family == "seq2seq")
+
+    for name in variants:
+        for _ in range(WARMUP_STEPS):
+            step(name)
+    for _ in range(max(1, steps // ROUND_STEPS)):
+        for name in variants:
+            _sync(p.args.device)
+            began = time.perf_counter()
+            for _ in range(ROUND_STEPS):
+                tokens[name] += step(name)
+            _sync(p.args.device)
+            seconds[name] += time.perf_counter() - began
+    return {name: {"tokens_per_s": tokens[name] / seconds[name], "padding_fraction": padding_fraction(plan),
+                   "batches_per_epoch": len(plan), "examples": len(examples), "seconds": seconds[name]}
+            for name, (examples, plan) in variants.items()}
 
 
 def _val_loss(p: Prepared) -> dict[str, float]:
@@ -93,26 +107,57 @@ def _val_loss(p: Prepared) -> dict[str, float]:
     return loss_metrics(*response_nll(p.model, batches, p.family == "causal"))
 
 
+class _Trace(TrainerCallback):
+    """Records (step, training seconds without evaluation, validation loss) at every evaluation, and
+    stops once the run is past `steps` and has reached `target`."""
+
+    def __init__(self, trainer: ResponseTrainer, steps: int, target: float) -> None:
+        self.trainer, self.steps, self.target = trainer, steps, target
+        self.points: list[dict[str, float]] = []
+        self.began = 0.0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.began = time.perf_counter()
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
+        seconds = time.perf_counter() - self.began - self.trainer.eval_seconds
+        self.points.append({"step": state.global_step, "seconds": seconds, **(metrics or {})})
+        if state.global_step >= self.steps and any(p["eval_loss"] <= self.target for p in self.points):
+            control.should_training_stop = True
+
+
 def _quality(p: Prepared, start: dict[str, torch.Tensor], steps: int, batch_size: int) -> dict[str, Any]:
+    """Reference first (its loss is the target), then the pipeline with an evaluation every tenth of
+    `steps`, for up to twice as many steps. Both use a constant learning rate after warmup, so a
+    step means the same in a longer run; evaluation time is not counted as training time."""
     p.model.load_state_dict(start)
-    untrained = _val_loss(p)
-    results: dict[str, Any] = {"steps": steps, "untrained": untrained}
+    results: dict[str, Any] = {"steps": steps, "untrained": _val_loss(p)}
+    every = max(1, steps // 10)
     with tempfile.TemporaryDirectory() as tmp:
-        train = p.config.train.model_copy(update={"max_steps": steps, "eval_steps": None, "save_steps": steps + 1})
+        train = p.config.train.model_copy(update={"max_steps": steps, "eval_steps": None, "save_steps": 10 * steps,
+                                                  "lr_scheduler": "constant_with_warmup"})
         args = replace(training_arguments(p.config.model_copy(update={"run_dir": Path(tmp), "train": train})),
                        per_device_train_batch_size=batch_size, report_to=[], disable_tqdm=True)
-        for name in ("pipeline", "reference"):
-            p.model.load_state_dict(start)
-            if name == "pipeline":
-                trainer: Trainer = make_trainer(replace(p, args=args), metrics_log=None)
-            else:
-                rows = [dict(zip(("input_ids", "labels"), e.causal())) if p.family == "causal" else
-                        {"input_ids": list(e.prompt), "labels": list(e.response)} for e in p.train]
-                trainer = Trainer(model=p.model, args=args, train_dataset=rows,
-                                  data_collator=DataCollatorForSeq2Seq(p.tokenizer, p.model), processing_class=p.tokenizer)
-            began = time.perf_counter()
-            trainer.train()
-            results[name] = {"seconds": time.perf_counter() - began, **_val_loss(p)}
+        rows = [dict(zip(("input_ids", "labels"), e.causal())) if p.family == "causal" else
+                {"input_ids": list(e.prompt), "labels": list(e.response)} for e in p.train]
+        reference = Trainer(model=p.model, args=args, train_dataset=rows,
+                            data_collator=DataCollatorForSeq2Seq(p.tokenizer, p.model), processing_class=p.tokenizer)
+        began = time.perf_counter()
+        reference.train()
+        results["reference"] = {"seconds": time.perf_counter() - began, **_val_loss(p)}
+
+        p.model.load_state_dict(start)
+        args = replace(args, max_steps=2 * steps, eval_strategy="steps", eval_steps=every)
+        pipeline = make_trainer(replace(p, args=args), metrics_log=None)
+        trace = _Trace(pipeline, steps, results["reference"]["eval_loss"])
+        pipeline.add_callback(trace)
+        pipeline.train()
+    at_steps = next(point for point in trace.points if point["step"] == steps)
+    reached = next((point for point in trace.points if point["eval_loss"] <= trace.target), None)
+    results["pipeline"] = {"seconds": at_steps["seconds"], "eval_loss": at_steps["eval_loss"],
+                           "eval_perplexity": at_steps["eval_perplexity"]}
+    results["pipeline_to_reference_loss"] = (
+        {"step": reached["step"], "seconds": reached["seconds"], "eval_loss": reached["eval_loss"]} if reached else None)
     return results
 
 
@@ -123,7 +168,7 @@ def run_bench(config: RunConfig, steps: int, quality_steps: int) -> dict[str, An
     p = prepare(config)
     start = copy.deepcopy(p.model.state_dict())
     variants = _variants(p)
-    throughput = {name: _throughput(p, start, examples, plan, steps) for name, (examples, plan) in variants.items()}
+    throughput = _throughput(p, start, variants, steps)
     base = throughput["token_budget"]["tokens_per_s"]
     for name, figures in throughput.items():
         figures["token_budget_speedup"] = base / figures["tokens_per_s"]
@@ -146,9 +191,12 @@ def report(result: dict[str, Any]) -> str:
                      f"token budget is x{f['token_budget_speedup']:.2f}")
     if q := result.get("quality"):
         lines.append(f"  quality over {q['steps']} steps: untrained val ppl {q['untrained']['eval_perplexity']:.1f}")
-        for name in ("pipeline", "reference"):
+        for name in ("reference", "pipeline"):
             lines.append(f"    {name:<9} val loss {q[name]['eval_loss']:.3f} (ppl {q[name]['eval_perplexity']:.1f}) "
-                         f"in {q[name]['seconds']:.1f} s")
+                         f"after {q['steps']} steps, {q[name]['seconds']:.1f} s of training")
+        reached = q["pipeline_to_reference_loss"]
+        lines.append(f"    pipeline reached the reference's loss after {reached['step']} steps, {reached['seconds']:.1f} s"
+                     if reached else f"    pipeline did not reach the reference's loss within {2 * q['steps']} steps")
     load = result["load_average"]
     lines.append(f"  load average (1 min): {load['before']:.2f} before, {load['after']:.2f} after")
     return "\n".join(lines)

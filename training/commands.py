@@ -29,7 +29,7 @@ def register(commands: Any, bench: Any) -> None:
     bench_train = bench.add_parser("train", help="token-budget batching vs fixed batches; pipeline vs plain Trainer")
     bench_train.add_argument("--config", default="demo", help="run config whose data and model are measured (default: demo)")
     bench_train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
-    bench_train.add_argument("--steps", type=int, default=30, help="timed training steps per batching variant")
+    bench_train.add_argument("--steps", type=int, default=60, help="timed training steps per batching variant")
     bench_train.add_argument("--quality-steps", type=int, default=150,
                              help="steps of the pipeline-vs-reference quality run (0 skips it)")
     bench_train.add_argument("--json", action="store_true", help="print one JSON object as the last line")

@@ -29,6 +29,7 @@ class ResponseTrainer(Trainer):
         self.eval_plan = eval_plan
         self.shift_labels = shift_labels
         self.mc_weight = mc_weight
+        self.eval_seconds = 0.0  # time spent in evaluate(), so training time can be told apart
         if mc_weight is not None:
             # Our combined loss is a per-batch mean: let the Trainer scale it for gradient accumulation.
             self.model_accepts_loss_kwargs = False
@@ -48,6 +49,7 @@ class ResponseTrainer(Trainer):
 
     def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Token-weighted loss over this rank's share of the validation batches, summed over ranks."""
+        started = time.perf_counter()
         batches = list(self.eval_plan)[self.args.process_index :: self.args.world_size]
         with self.autocast_smart_context_manager():
             total, count = response_nll(
@@ -57,6 +59,7 @@ class ResponseTrainer(Trainer):
         if self.args.world_size > 1:
             sums = self.accelerator.reduce(sums, reduction="sum")
         metrics = loss_metrics(float(sums[0]), int(sums[1]), metric_key_prefix)
+        self.eval_seconds += time.perf_counter() - started
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
