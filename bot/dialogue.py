@@ -307,7 +307,10 @@ class Dialogue:
         except DATABASE_ERRORS:
             metrics.DB_ERRORS.labels("operator").inc()
             log.exception("database failed marking message %s as passed to an operator", message.id)
-        await self._alert("user_message", user.id, conversation.id, None, level, user.channel, message.text, None)
+        # The operator reads the whole message, not an excerpt.
+        await self._alert(
+            "user_message", user.id, conversation.id, None, level, user.channel, message.text, None, limit=4000
+        )
         return TurnResult(None, Outcome.OPERATOR, level, message_id=message.id)
 
     # --- failures and redeliveries ----------------------------------------------------------
@@ -378,10 +381,11 @@ class Dialogue:
         channel: str,
         body: str,
         assessment: Assessment | None,
+        limit: int = 200,
     ) -> None:
         tags = tuple(sorted(str(t) for t in assessment.tags)) if assessment else ()
         await self.alerts.send(
-            Alert(kind, user_id, conversation_id, escalation_id, level.name.lower(), channel, excerpt(body), tags)
+            Alert(kind, user_id, conversation_id, escalation_id, level.name.lower(), channel, excerpt(body, limit), tags)
         )
 
     # --- commands every channel offers ------------------------------------------------------

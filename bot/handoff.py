@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from bot.alerts import Alert, OperatorAlerts
 from bot.crisis.levels import Level
+from bot.texts import text
 from db import repo
 from db.engine import DATABASE_ERRORS, Database
 from db.models import Conversation, Escalation, EscalationStatus, Role, User, utcnow
@@ -37,11 +38,13 @@ class Handoff:
         self._senders[channel] = send
 
     async def take(self, conversation_id: int, operator: str) -> bool:
-        """The operator holds the conversation: the model stays silent until release."""
+        """The operator holds the conversation: the model stays silent until release, and the person
+        is told that someone from the team is with them now (where their channel can push)."""
         async with self.db.transaction() as session:
             conversation = await session.get(Conversation, conversation_id)
             if conversation is None:
                 return False
+            user = await session.get_one(User, conversation.user_id)
             conversation.operator, conversation.taken_over_at = operator, utcnow()
             escalation = await repo.active_escalation(session, conversation_id)
             if escalation is not None and escalation.status == EscalationStatus.OPEN:
@@ -56,6 +59,12 @@ class Handoff:
                 action="take",
                 level=Level(conversation.risk_level).name.lower(),
             )
+        send = self._senders.get(user.channel)
+        if send is not None:
+            try:
+                await send(user.external_id, text("with_operator", user.locale))
+            except Exception as exc:  # the take-over stands; the operator's own first message may still arrive
+                log.warning("could not tell conversation %s that an operator joined: %s", conversation_id, exc)
         return True
 
     async def release(self, conversation_id: int, operator: str) -> bool:
@@ -70,13 +79,13 @@ class Handoff:
             )
         return True
 
-    async def say(self, conversation_id: int, operator: str, text: str) -> bool:
+    async def say(self, conversation_id: int, operator: str, words: str) -> bool:
         """Deliver an operator's message through the user's own channel, then store it.
 
         Delivery comes first so that a message the channel refused (a number that texted STOP, say)
         is never recorded as said; the channel's sender raises to refuse, and that error reaches the caller.
         """
-        if not text.strip():
+        if not words.strip():
             return False
         async with self.db.transaction() as session:
             conversation = await session.get(Conversation, conversation_id)
@@ -87,9 +96,12 @@ class Handoff:
         if send is None:
             log.warning("channel %s cannot deliver operator messages", user.channel)
             return False
-        await send(user.external_id, text)  # a refusal propagates to the operator's front-end; nothing is stored
+        await send(user.external_id, words)  # a refusal propagates to the operator's front-end; nothing is stored
         async with self.db.transaction() as session:
-            await repo.add_message(session, conversation, Role.OPERATOR, text)
+            current = await session.get_one(Conversation, conversation_id)
+            if current.operator is None:  # an operator who writes holds the conversation: the model stops
+                current.operator, current.taken_over_at = operator, utcnow()
+            await repo.add_message(session, current, Role.OPERATOR, words)
             await repo.audit(
                 session, user_id=user.id, conversation_id=conversation_id, actor=operator, action="operator_message"
             )

@@ -48,8 +48,9 @@ async def test_take_over_write_and_release(db, settings) -> None:
     assert held.outcome == Outcome.OPERATOR and held.reply is None and not backend.calls
     assert recorder.alerts[-1].kind == "user_message"
 
+    assert recorder.sent[0][1].startswith("A person from our team")  # told when the operator took over
     assert await handoff.say(conversation_id, "olena", "I'm here with you.")
-    assert recorder.sent == [("u", "I'm here with you.")]
+    assert recorder.sent[1:] == [("u", "I'm here with you.")]
 
     assert await handoff.release(conversation_id, "olena")
     after = await dialogue.handle(Incoming("test", "u", "thank you"))
@@ -119,3 +120,14 @@ async def test_say_refuses_empty_text_and_channels_that_cannot_push(db, settings
     assert not await handoff.say(conversation.id, "olena", "   ")
     assert not await handoff.say(conversation.id, "olena", "hello")  # no sender for "phone"
     assert recorder.sent == []
+
+
+async def test_an_operator_who_writes_holds_the_conversation(db, settings) -> None:
+    dialogue, handoff, backend, recorder = await setup(db, settings)
+    await dialogue.handle(Incoming("test", "u", "hello"))
+    async with db.transaction() as session:
+        conversation = await session.scalar(select(Conversation))
+    assert await handoff.say(conversation.id, "olena", "Hi, I'm Olena.")
+    held = await dialogue.handle(Incoming("test", "u", "oh, hello Olena"))
+    assert held.outcome == Outcome.OPERATOR and len(backend.calls) == 1
+    assert recorder.alerts[-1].kind == "user_message" and recorder.alerts[-1].excerpt == "oh, hello Olena"

@@ -12,6 +12,7 @@ from bot.channels.telegram_operator import format_alert
 from bot.channels.telegram_text import tg_text
 from bot.crisis.layer import CrisisLayer
 from bot.testing.fake_bot_api import BOT_ID, callback_update, message_update
+from bot.texts import text
 from db.models import Conversation, Escalation, EscalationStatus, Message, Role
 from tests.doubles import EchoBackend
 from tests.telegram_harness import OPERATORS, sqlite, telegram_bot
@@ -66,7 +67,8 @@ async def test_take_answer_by_reply_and_say_then_release(tmp_path: Path) -> None
             assert (await session.get(Conversation, conversation)).operator == f"telegram:{OPERATOR}"
 
         await bot.deliver(message_update(PERSON, text="is someone there?"))
-        assert bot.api.texts_to(PERSON) == ["echo: hello"]  # the model is silent now
+        # The person was told a person joined; the model is silent now.
+        assert bot.api.texts_to(PERSON) == ["echo: hello", text("with_operator", "en")]
         forwarded = (await bot.api.wait_for_messages(OPERATORS, 2))[-1]
         assert f"#conv{conversation}" in forwarded and "is someone there?" in forwarded
 
