@@ -71,12 +71,14 @@ def test_train_command_writes_a_usable_model(tmp_path: Path, capsys: pytest.Capt
     data = tmp_path / "set.jsonl"
     rows = [{"text": t, "label": "crisis"} for t in RISK] + [{"text": t, "label": "none"} for t in SAFE]
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
-    out = tmp_path / "m.npz"
+    out_path = tmp_path / "m.npz"
     parser = argparse.ArgumentParser()
     top = parser.add_subparsers(dest="command", required=True)
     commands.register(top, top.add_parser("bench").add_subparsers())
-    args = parser.parse_args(["crisis", "train", str(data), "--out", str(out), "--epochs", "3"])
+    args = parser.parse_args(["crisis", "train", str(data), "--out", str(out_path), "--epochs", "3"])
     assert args.func(args) == 0
-    assert "trained on 39 messages (18 crisis)" in capsys.readouterr().out
-    assert NgramClassifier.load(out).threshold == 0.8
+    out = capsys.readouterr().out
+    assert "trained on 13 messages (6 crisis)" in out  # repeated texts count once
+    assert "cross-validated (5 folds)" in out and "<- chosen" in out
+    assert 0.0 < NgramClassifier.load(out_path).threshold < 1.0
     assert positives(["crisis", "distress", "none"]) == [True, False, False]

@@ -31,7 +31,7 @@ def test_check_prints_level_tags_and_evidence(capsys: pytest.CaptureFixture[str]
 def test_check_json_and_safe_reply(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["crisis", "check", "хочу вмерти", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["label"] == "crisis" and data["evidence"][0]["rule_id"] == "uk.self.want_die"
+    assert data["label"] == "crisis" and "uk.self.want_die" in [e["rule_id"] for e in data["evidence"]]
     assert run(["crisis", "check", "хочу вмерти", "--reply", "--phone", "+380671234567", "--locale", "uk"]) == 0
     out = capsys.readouterr().out
     assert "safe reply (uk, resources UA)" in out and "7333" in out

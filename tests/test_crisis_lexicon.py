@@ -122,4 +122,5 @@ def test_the_shipped_lexicon_is_versioned_per_file() -> None:
     assert set(lexicon.versions) >= {"en.yaml", "uk.yaml", "ru.yaml", "pl.yaml", "negation.yaml"}
     assert all(v for v in lexicon.versions.values())
     prefixes = {rule.id.split(".")[0] for rule in lexicon.rules}
-    assert prefixes == {"en", "uk", "ru", "pl"}
+    languages = {"en", "uk", "ru", "pl"}
+    assert prefixes == languages | {f"fields-{lang}" for lang in languages}

@@ -4,8 +4,9 @@ Rules miss phrasings nobody wrote a pattern for; a small linear model over chara
 of the *folded* text (the same skeleton the rules see, so Cyrillic, transliteration and
 missing diacritics look alike) recalls some of them in all four languages, runs in well under
 a millisecond and needs no download. It only ever raises a message to `concern` (a person
-then asks directly about safety), never lowers the rules' verdict, and is off unless a trained
-model file is passed in. A broken file means "rules only", with a warning.
+then asks directly about safety) and never lowers the rules' verdict. A model trained on every
+shipped labelled file shipped as `data/classifier.npz` is on by default; a broken file means
+"rules only", with a warning.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,8 @@ from bot.crisis.normalize import tokenize
 log = logging.getLogger(__name__)
 
 DIMENSIONS = 1 << 18
-_FORMAT = 1
+SHIPPED = Path(__file__).with_name("data") / "classifier.npz"
+_FORMAT = 2
 
 
 def features(text: str) -> np.ndarray:
@@ -47,7 +50,8 @@ class NgramClassifier:
     weights: np.ndarray
     bias: float
     threshold: float
-    version: str
+    version: str  # "ngram-" + digest of the training data (see `data_version`)
+    sources: tuple[str, ...] = ()  # names of the files it was trained on
     name: str = "ngram-lr"
 
     def probability(self, text: str) -> float:
@@ -65,8 +69,8 @@ class NgramClassifier:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as fh:  # np.savez would append ".npz" to a path without it
-            np.savez_compressed(fh, weights=self.weights.astype(np.float32), bias=self.bias,
-                                threshold=self.threshold, version=self.version, format=_FORMAT)  # fmt: skip
+            np.savez_compressed(fh, weights=self.weights.astype(np.float32), bias=self.bias, threshold=self.threshold,
+                                version=self.version, sources="\n".join(self.sources), format=_FORMAT)  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> NgramClassifier:
@@ -75,10 +79,21 @@ class NgramClassifier:
             with np.load(path, allow_pickle=False) as data:
                 if int(data["format"]) != _FORMAT or data["weights"].shape != (DIMENSIONS,):
                     raise ValueError("unexpected format or shape")
-                return cls(data["weights"].astype(np.float32), float(data["bias"]), float(data["threshold"]),
-                           str(data["version"]))  # fmt: skip
-        except (OSError, KeyError, ValueError) as exc:
+                threshold = float(data["threshold"])
+                if not 0.0 < threshold < 1.0 or not np.isfinite(data["weights"]).all():
+                    raise ValueError("threshold or weights out of range")
+                sources = tuple(s for s in str(data["sources"]).split("\n") if s)
+                return cls(data["weights"].astype(np.float32), float(data["bias"]), threshold, str(data["version"]),
+                           sources)  # fmt: skip
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a crisis classifier model ({exc})") from exc
+
+
+def model_path(setting: str | Path | None) -> Path | None:
+    """The model a setting names: unset means the shipped one, an empty string means rules only."""
+    if setting is None:
+        return SHIPPED
+    return Path(setting) if str(setting) else None
 
 
 def load_components(path: Path | None) -> list[NgramClassifier]:
@@ -101,8 +116,9 @@ def train(
     threshold: float = 0.8,
     seed: int = 0,
     progress: bool = True,
+    sources: Sequence[str] = (),
 ) -> NgramClassifier:
-    """Fit by plain SGD on the logistic loss (length-normalised sparse features)."""
+    """Fit by plain SGD on the logistic loss (length-normalised sparse features); deterministic for a seed."""
     rows = [features(t) for t in texts]
     y = np.asarray(labels, dtype=np.float64)
     weights = np.zeros(DIMENSIONS, dtype=np.float64)
@@ -118,8 +134,14 @@ def train(
             error = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, score)))) - y[i]
             np.add.at(weights, idx, -learning_rate * (error * scale + l2 * weights[idx]))
             bias -= learning_rate * error * 0.1
+    return NgramClassifier(weights.astype(np.float32), float(bias), threshold, data_version(texts, labels),
+                           tuple(sources))  # fmt: skip
+
+
+def data_version(texts: Sequence[str], labels: Sequence[bool]) -> str:
+    """Names the training data, so a shipped model can be checked against the files it came from."""
     digest = hashlib.sha1("\n".join(f"{int(label)}{t}" for t, label in zip(texts, labels, strict=True)).encode())
-    return NgramClassifier(weights.astype(np.float32), float(bias), threshold, f"ngram-{digest.hexdigest()[:10]}")
+    return f"ngram-{digest.hexdigest()[:10]}"
 
 
 def positives(labels: Iterable[str]) -> list[bool]:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
-from bot.crisis.classifier import load_components, positives, train
+from bot.crisis.classifier import load_components, model_path, positives, train
 from bot.crisis.detector import CrisisDetector
-from bot.crisis.evaluation import DatasetError, evaluate, format_report, load_examples
+from bot.crisis.evaluation import DatasetError, Example, evaluate, format_report, load_examples
 from bot.crisis.helplines import HelplineError
 from bot.crisis.lexicon import LexiconError
 from bot.crisis.responses import ResponseError, SafeResponder
+from bot.crisis.threshold import out_of_fold, pick, sweep
+
+_CLASSIFIER_HELP = "learned component (from `crisis train`); default the shipped model, '' for the rules alone"
 
 
 def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
@@ -29,21 +33,25 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     check.add_argument("--country", help="user country for --reply, e.g. PL")
     check.add_argument("--phone", help="user phone number (E.164) for --reply")
     check.add_argument("--lexicon", type=Path, help="lexicon file or directory (default: the shipped one)")
-    check.add_argument("--classifier", type=Path, help="optional learned component (from `crisis train`)")
+    check.add_argument("--classifier", help=_CLASSIFIER_HELP)
     check.add_argument("--json", action="store_true", help="print the assessment as one JSON object")
     check.set_defaults(func=_check)
 
     score = actions.add_parser("eval", help="score the crisis layer on a labelled JSONL file")
     score.add_argument("file", type=Path, help="JSONL lines with text, label (crisis|distress|none), lang")
     score.add_argument("--lexicon", type=Path, help="lexicon file or directory (default: the shipped one)")
-    score.add_argument("--classifier", type=Path, help="optional learned component (from `crisis train`)")
+    score.add_argument("--classifier", help=_CLASSIFIER_HELP)
     score.add_argument("--json", action="store_true", help="also print one JSON object (with predictions) last")
     score.set_defaults(func=_eval)
 
     fit = actions.add_parser("train", help="train the optional n-gram classifier on labelled JSONL files")
     fit.add_argument("files", type=Path, nargs="+", help="labelled JSONL files (same format as eval)")
     fit.add_argument("--out", type=Path, required=True, help="where to write the model (.npz)")
-    fit.add_argument("--threshold", type=float, default=0.8, help="probability needed to raise to concern")
+    fit.add_argument("--threshold", type=float,
+                     help="probability needed to raise to concern (default: chosen by cross-validation)")  # fmt: skip
+    fit.add_argument("--folds", type=int, default=5, help="cross-validation folds for choosing the threshold")
+    fit.add_argument("--max-none-rate", type=float, default=0.02,
+                     help="none -> crisis budget of rules + classifier on held-out folds")  # fmt: skip
     fit.add_argument("--epochs", type=int, default=12)
     fit.set_defaults(func=_train)
 
@@ -55,7 +63,7 @@ def _fail(message: str) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     try:
-        detector = CrisisDetector.load(args.lexicon, load_components(args.classifier))
+        detector = CrisisDetector.load(args.lexicon, load_components(model_path(args.classifier)))
         responder = SafeResponder.load() if args.reply else None
     except (LexiconError, ResponseError, HelplineError) as exc:
         return _fail(str(exc))
@@ -76,12 +84,14 @@ def _check(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     try:
-        detector = CrisisDetector.load(args.lexicon, load_components(args.classifier))
+        detector = CrisisDetector.load(args.lexicon, load_components(model_path(args.classifier)))
         examples = load_examples(args.file)
     except (LexiconError, DatasetError) as exc:
         return _fail(str(exc))
     report = evaluate(detector.assess, examples, reset=detector.read.cache_clear)
-    print(f"{args.file}: {len(examples)} messages; lexicon {', '.join(detector.lexicon.versions.values())}")
+    learned = ", ".join(f"{c.name} {c.version} @ {c.threshold:.2f}" for c in detector.components) or "off"
+    print(f"{args.file}: {len(examples)} messages; lexicon {', '.join(detector.lexicon.versions.values())}; "
+          f"classifier {learned}")  # fmt: skip
     print(format_report(report))
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -89,15 +99,40 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    if not 0.0 < args.threshold < 1.0 or args.epochs < 1:
-        return _fail("--threshold must be between 0 and 1 and --epochs at least 1")
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        return _fail("--threshold must be between 0 and 1")
+    if args.epochs < 1 or args.folds < 2 or not 0.0 <= args.max_none_rate < 1.0:
+        return _fail("--epochs must be at least 1, --folds at least 2, --max-none-rate in [0, 1)")
     try:
-        examples = [e for path in args.files for e in load_examples(path)]
+        examples = _unique(e for path in args.files for e in load_examples(path))
     except DatasetError as exc:
         return _fail(str(exc))
+    threshold = args.threshold
+    if threshold is None:
+        rules = CrisisDetector.load()
+        table = sweep(examples, out_of_fold(examples, args.folds, args.epochs),
+                      [rules.assess(e.text, e.context).label == "crisis" for e in examples])  # fmt: skip
+        try:
+            choice = pick(table, args.max_none_rate)
+        except ValueError as exc:
+            return _fail(str(exc))
+        print(f"cross-validated ({args.folds} folds), rules + classifier: threshold  crisis-R  none->crisis  distress->crisis")
+        for c in (c for c in table if round(c.threshold * 100) % 5 == 0 or c is choice):
+            mark = "  <- chosen" if c is choice else ""
+            print(f"  {c.threshold:.2f}  {c.crisis_recall:.3f}  {c.none_to_crisis:.3f}  {c.distress_to_crisis:.3f}{mark}")
+        threshold = choice.threshold
     model = train([e.text for e in examples], positives(e.label for e in examples), epochs=args.epochs,
-                  threshold=args.threshold)  # fmt: skip
+                  threshold=threshold, sources=[p.name for p in args.files])  # fmt: skip
     model.save(args.out)
     crisis = sum(e.label == "crisis" for e in examples)
-    print(f"trained on {len(examples)} messages ({crisis} crisis); model {model.version} -> {args.out}")
+    print(f"trained on {len(examples)} messages ({crisis} crisis); model {model.version} "
+          f"threshold {threshold:.2f} -> {args.out}")  # fmt: skip
     return 0
+
+
+def _unique(examples: Iterable[Example]) -> list[Example]:
+    """One example per text (the first label wins), so a file given twice does not weigh double."""
+    first: dict[str, Example] = {}
+    for example in examples:
+        first.setdefault(example.text, example)
+    return list(first.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from bot.crisis.classifier import load_components, model_path
 from bot.crisis.detector import CrisisDetector
 from bot.crisis.levels import Assessment
 from bot.crisis.output_filter import OutputFilter
@@ -23,9 +24,14 @@ class CrisisLayer:
         self.output_filter = output_filter
 
     @classmethod
-    def load(cls) -> CrisisLayer:
-        """Load every data file now, so a malformed lexicon stops start-up instead of a turn."""
-        return cls(CrisisDetector.load(), SafeResponder.load(), OutputFilter.load())
+    def load(cls, classifier: str | None = None) -> CrisisLayer:
+        """Load every data file now, so a malformed lexicon stops start-up instead of a turn.
+
+        `classifier` is the learned recall backstop's model file: None for the shipped one, ""
+        for the rules alone; a broken file leaves the rules alone (with a warning), never no layer.
+        """
+        detector = CrisisDetector.load(components=load_components(model_path(classifier)))
+        return cls(detector, SafeResponder.load(), OutputFilter.load())
 
     def assess(self, text: str, recent_user_texts: Sequence[str]) -> Assessment:
         return self.detector.assess(text, recent_user_texts)

@@ -1,0 +1,69 @@
+"""Choosing the classifier's threshold on data it was not trained on (k-fold cross-validation).
+
+The classifier is a recall backstop behind the rules, so what matters is the whole layer: a
+message counts as escalated when the rules say `concern`+ or the classifier's out-of-fold
+probability reaches the threshold. The lowest threshold that keeps `none` -> crisis within
+the budget is taken: recall first, precision only against harmless messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from bot.crisis.classifier import train
+from bot.crisis.evaluation import Example
+
+CANDIDATES = tuple(round(t, 2) for t in np.arange(0.30, 0.96, 0.01))
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A threshold with the whole layer's out-of-fold figures at it."""
+
+    threshold: float
+    crisis_recall: float
+    none_to_crisis: float
+    distress_to_crisis: float
+
+
+def out_of_fold(examples: Sequence[Example], folds: int, epochs: int, seed: int = 0) -> np.ndarray:
+    """Each example's probability from a model trained on the other folds (folds fixed by the seed)."""
+    order = np.random.default_rng(seed).permutation(len(examples))
+    fold_of = np.empty(len(examples), dtype=np.int64)
+    fold_of[order] = np.arange(len(examples)) % folds
+    probs = np.zeros(len(examples))
+    for k in tqdm(range(folds), desc="cross-validation", unit="fold"):
+        train_idx = np.flatnonzero(fold_of != k)
+        model = train([examples[i].text for i in train_idx], [examples[i].label == "crisis" for i in train_idx],
+                      epochs=epochs, seed=seed, progress=False)  # fmt: skip
+        for i in np.flatnonzero(fold_of == k):
+            probs[i] = model.probability(examples[i].text)
+    return probs
+
+
+def sweep(examples: Sequence[Example], probs: np.ndarray, rules_escalate: Sequence[bool]) -> list[Choice]:
+    """The whole layer's out-of-fold figures at every candidate threshold, lowest first."""
+    gold = np.array([e.label for e in examples])
+    rules = np.asarray(rules_escalate, dtype=bool)
+    table = []
+    for t in CANDIDATES:
+        escalated = rules | (probs >= t)
+        table.append(Choice(t, _share(escalated, gold == "crisis"), _share(escalated, gold == "none"),
+                            _share(escalated, gold == "distress")))  # fmt: skip
+    return table
+
+
+def pick(table: Sequence[Choice], max_none_rate: float) -> Choice:
+    """The lowest threshold whose none -> crisis rate is within budget (recall first)."""
+    for choice in table:
+        if choice.none_to_crisis <= max_none_rate:
+            return choice
+    raise ValueError(f"no threshold keeps none -> crisis within {max_none_rate}: the rules alone exceed it")
+
+
+def _share(escalated: np.ndarray, mask: np.ndarray) -> float:
+    return float(escalated[mask].mean()) if mask.any() else 0.0
