@@ -47,7 +47,7 @@ def load_crisis_layer(settings: Settings) -> Safety:
     from bot.crisis.layer import CrisisLayer
 
     try:
-        return CrisisLayer.load()
+        return CrisisLayer.load(settings.crisis_classifier)
     except (OSError, ValueError) as exc:  # LexiconError, ResponseError, HelplineError are ValueErrors
         raise StartupError(f"crisis layer data cannot be loaded: {exc}") from None
 

@@ -62,18 +62,35 @@ class Settings(BaseSettings):
     reply_timeout_s: float = Field(30.0, gt=0, description="how long a turn waits for the model")
     turn_lease_s: float = Field(120.0, gt=0, description="after this a turn abandoned by a dead process stops blocking")
     max_new_tokens: int = Field(60, ge=1, le=1024)
-    realert_after_s: float = Field(300.0, gt=0, description="re-alert operators about an escalation nobody acknowledged")
+    realert_after_s: float = Field(
+        300.0, gt=0, description="re-alert operators about an escalation nobody acknowledged"
+    )
     telegram_max_rate: float = Field(30.0, ge=0, description="Bot API messages/s overall (Telegram's limit); 0 = none")
-    telegram_chat_rate: float = Field(1.0, gt=0, description="messages/s to one chat, after a burst of telegram_chat_burst")
+    telegram_chat_rate: float = Field(
+        1.0, gt=0, description="messages/s to one chat, after a burst of telegram_chat_burst"
+    )
     telegram_chat_burst: int = Field(3, ge=1, description="messages sent to one chat back to back before pacing starts")
-    telegram_concurrent_updates: int = Field(256, ge=1, description="Telegram updates handled at once (of different chats)")
+    telegram_concurrent_updates: int = Field(
+        256, ge=1, description="Telegram updates handled at once (of different chats)"
+    )
     twilio_sms_from: str | None = Field(None, description="number or Messaging Service SID operators' SMS come from")
-    twilio_voice: str | None = Field(None, description="text-to-speech voice for every language (else bot/data/twilio.yaml)")
-    twilio_speech_model: str | None = Field(None, description="<Gather> speechModel for every language (else twilio.yaml)")
+    twilio_voice: str | None = Field(
+        None, description="text-to-speech voice for every language (else bot/data/twilio.yaml)"
+    )
+    twilio_speech_model: str | None = Field(
+        None, description="<Gather> speechModel for every language (else twilio.yaml)"
+    )
     twilio_speech_timeout_s: int = Field(2, ge=1, le=10, description="pause that ends a caller's utterance")
     twilio_listen_s: int = Field(7, ge=1, le=60, description="how long a caller may stay silent before a reprompt")
-    twilio_hold_after_s: float = Field(1.2, gt=0, le=10, description="a spoken turn not ready by then gets a holding phrase")
-    twilio_max_holds: int = Field(8, ge=0, le=30, description="holding redirects before apologising and listening again")
+    twilio_hold_after_s: float = Field(
+        1.2, gt=0, le=10, description="a spoken turn not ready by then gets a holding phrase"
+    )
+    twilio_max_holds: int = Field(
+        8, ge=0, le=30, description="holding redirects before apologising and listening again"
+    )
+    crisis_classifier: str | None = Field(
+        None, description="crisis classifier model file; unset = shipped, '' = rules only"
+    )
     log_level: str = "INFO"
 
     @field_validator("database_url")
