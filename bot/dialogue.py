@@ -286,9 +286,13 @@ class Dialogue:
         except DATABASE_ERRORS:
             metrics.DB_ERRORS.labels("crisis").inc()
             log.exception("database failed recording the crisis turn of message %s", message.id)
-            await self._alert("escalation", user.id, conversation.id, None, level, user.channel, message.text, assessment)
+            await self._alert(
+                "escalation", user.id, conversation.id, None, level, user.channel, message.text, assessment
+            )
             return TurnResult(safe.text, Outcome.CRISIS, level, message_id=message.id, assessment=assessment)
-        await self._alert("escalation", user.id, conversation.id, escalation_id, level, user.channel, message.text, assessment)
+        await self._alert(
+            "escalation", user.id, conversation.id, escalation_id, level, user.channel, message.text, assessment
+        )
         return TurnResult(
             safe.text,
             Outcome.CRISIS,
@@ -385,7 +389,9 @@ class Dialogue:
     ) -> None:
         tags = tuple(sorted(str(t) for t in assessment.tags)) if assessment else ()
         await self.alerts.send(
-            Alert(kind, user_id, conversation_id, escalation_id, level.name.lower(), channel, excerpt(body, limit), tags)
+            Alert(
+                kind, user_id, conversation_id, escalation_id, level.name.lower(), channel, excerpt(body, limit), tags
+            )
         )
 
     # --- commands every channel offers ------------------------------------------------------
@@ -413,7 +419,9 @@ class Dialogue:
             await repo.delete_user(session, user.id)
         return True
 
-    async def set_persona(self, channel: str, external_id: str, *, key: str | None = None, lines: Sequence[str] = ()) -> bool:
+    async def set_persona(
+        self, channel: str, external_id: str, *, key: str | None = None, lines: Sequence[str] = ()
+    ) -> bool:
         """Choose a built-in persona by key, or set the user's own lines. False for an unknown key."""
         async with self.db.transaction() as session:
             user = await repo.get_or_create_user(session, channel, external_id)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -218,9 +218,7 @@ async def claim_turn(session: AsyncSession, message: Message, lease: timedelta) 
 
 
 async def finish(session: AsyncSession, message_id: int, status: MessageStatus, risk_level: int | None) -> None:
-    await session.execute(
-        update(Message).where(Message.id == message_id).values(status=status, risk_level=risk_level)
-    )
+    await session.execute(update(Message).where(Message.id == message_id).values(status=status, risk_level=risk_level))
 
 
 async def get_message(session: AsyncSession, message_id: int) -> Message | None:
@@ -326,7 +324,9 @@ async def open_escalation(
     return escalation
 
 
-async def record_alert(session: AsyncSession, escalation: Escalation, *, actor: str, action: str, **detail: Any) -> None:
+async def record_alert(
+    session: AsyncSession, escalation: Escalation, *, actor: str, action: str, **detail: Any
+) -> None:
     """Count an alert about an escalation (re-alerts are timed from it) and audit why it was sent."""
     escalation.alert_count += 1
     escalation.last_alert_at = utcnow()

@@ -29,8 +29,12 @@ async def _admin(statement: str) -> None:
 
     url = make_url(POSTGRES_URL)
     connection = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username or "postgres", password=url.password,
-        database=url.database, timeout=5,
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        database=url.database,
+        timeout=5,
     )
     try:
         await connection.execute(statement)
@@ -44,7 +48,7 @@ def postgres_server() -> Iterator[str]:
     name = f"supportbot_test_{uuid.uuid4().hex[:10]}"
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}); .ci/run starts it")
     url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     asyncio.run(migrate.upgrade(url))
@@ -68,7 +72,9 @@ async def _truncate(url: str) -> None:
     db = Database(url)
     async with db.transaction() as session:
         await session.execute(
-            text("TRUNCATE audit_events, escalations, messages, conversations, users, personas RESTART IDENTITY CASCADE")
+            text(
+                "TRUNCATE audit_events, escalations, messages, conversations, users, personas RESTART IDENTITY CASCADE"
+            )
         )
     await db.dispose()
 

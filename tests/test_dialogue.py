@@ -231,7 +231,9 @@ async def test_operator_holding_a_conversation_silences_the_model(db, backend, s
     assert len(backend.calls) == 1 and alerts[0].kind == "user_message"
 
 
-async def test_database_failing_mid_turn_still_answers_and_writes_nothing_half(db, backend, settings, monkeypatch) -> None:
+async def test_database_failing_mid_turn_still_answers_and_writes_nothing_half(
+    db, backend, settings, monkeypatch
+) -> None:
     dialogue = await make_dialogue(db, backend, settings)
 
     async def broken(*args: object, **kwargs: object) -> None:

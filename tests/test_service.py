@@ -47,7 +47,11 @@ def test_serve_with_a_bad_setting_prints_one_line_and_exits_2(tmp_path: Path) ->
 def test_serve_with_a_dead_database_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     env = {**os.environ, "SUPPORTBOT_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
     done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-m", "bot.cli", "db", "upgrade"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert done.returncode == 2
@@ -117,7 +121,9 @@ async def test_message_text_is_encrypted_at_rest_with_a_key(settings: Settings) 
     try:
         result = await service.dialogue.handle(Incoming("t", "u", "my secret"))
         async with service.db.transaction() as session:
-            raw = (await session.execute(text("SELECT text FROM messages WHERE id = :i"), {"i": result.message_id})).scalar()
+            raw = (
+                await session.execute(text("SELECT text FROM messages WHERE id = :i"), {"i": result.message_id})
+            ).scalar()
         assert raw.startswith("enc:v1:") and "secret" not in raw
         assert result.reply == "echo: my secret"
     finally:

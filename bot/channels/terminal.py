@@ -25,8 +25,14 @@ HELP = """Commands:
 class TerminalChat:
     """A read-eval-print loop over the dialogue turn."""
 
-    def __init__(self, dialogue: Dialogue, user: str | None = None, locale: str | None = None,
-                 read: Callable[[str], str] = input, write: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        dialogue: Dialogue,
+        user: str | None = None,
+        locale: str | None = None,
+        read: Callable[[str], str] = input,
+        write: Callable[[str], None] = print,
+    ) -> None:
         self.dialogue = dialogue
         self.user = user or getpass.getuser()
         self.locale = locale
