@@ -1,9 +1,9 @@
 """Batch plans: token-budget dynamic batching, fixed-size batches, and static shapes for graph compilers.
 
-token_budget — examples sorted by length are packed greedily while `batch size x padded length`
-  stays within `max_tokens` (batch size inversely proportional to sequence length); the batch
-  order is shuffled each epoch. Sorting is the extreme of length bucketing: a batch holds
-  sequences of nearly one length, so almost nothing is padding.
+token_budget — examples sorted into length buckets (`pad_to_multiple_of` wide) are packed greedily
+  while `batch size x padded length` stays within `max_tokens` (batch size inversely proportional
+  to sequence length); examples mix at random within a bucket and the batch order is shuffled each
+  epoch. Wider buckets mix more kinds of example into a batch for a little more padding.
 fixed — `batch_size` random examples padded to the longest (the usual default, the baseline).
 static — fixed `batch_size`, each sequence padded up to a bucket (a multiple of `pad_to_multiple_of`,
   at most `block_size`): only a handful of shapes ever reach the device, as HPU/XLA graph
@@ -82,9 +82,10 @@ class BatchPlan(Sampler[list[int]]):
         return self._token_budget(order)
 
     def _token_budget(self, order: list[int]) -> list[list[int]]:
-        # A stable sort of a shuffled order: equal lengths mix differently each epoch, while the
-        # sequence of lengths, hence the number of batches, stays the same.
-        order.sort(key=lambda i: self.lengths[i])
+        # A stable sort on padded lengths of a shuffled order: examples that pad to the same shape are
+        # interchangeable at no cost, so they mix anew each epoch (batches are not all one kind of
+        # example), while the sequence of padded lengths, hence the number of batches, stays the same.
+        order.sort(key=lambda i: tuple(padded(n, self.multiple) for n in self.lengths[i]))
         batches: list[list[int]] = []
         batch: list[int] = []
         longest: tuple[int, ...] = ()
