@@ -79,6 +79,8 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path: Path, capsys: pyte
     for words in ("plan for run 'tiny-causal'", "dialogues", "train /", "batches per epoch", "padding", "99 steps"):
         assert words in out
     assert not (tmp_path / "model").exists() and not (tmp_path / "run" / "checkpoints").exists()
+    assert main(["train", "--config", str(path), "--dry-run", "data.max_prompt_tokens=250"]) == 2
+    assert "do not fit the model's 256 positions" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_data_with_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -37,10 +37,11 @@ def register(commands: Any, bench: Any) -> None:
 
 
 def _errors() -> tuple[type[BaseException], ...]:
-    from training.config import ConfigError
-    from training.readers import DataFormatError
+    """What a user can fix (config, data, device), reported in one line; anything else keeps its traceback.
+    ConfigError and DataFormatError are ValueErrors, as are the readers' and batch plans' complaints."""
+    from training.device import DeviceUnavailable
 
-    return ConfigError, DataFormatError, FileNotFoundError, RuntimeError, ValueError
+    return ValueError, FileNotFoundError, DeviceUnavailable
 
 
 def _setup_logging() -> None:

@@ -20,6 +20,10 @@ Device = Literal["cpu", "cuda", "hpu"]
 Precision = Literal["fp32", "bf16", "fp16"]
 
 
+class DeviceUnavailable(RuntimeError):
+    """The config asks for a device or precision this machine does not have."""
+
+
 def resolve_device(wanted: str) -> Device:
     if wanted in ("auto", "cuda") and torch.cuda.is_available():
         return "cuda"
@@ -28,7 +32,7 @@ def resolve_device(wanted: str) -> Device:
     if wanted in ("cuda", "hpu"):
         hint = ("install the Intel Gaudi software stack (habana_frameworks)" if wanted == "hpu"
                 else "install a CUDA build of torch on a machine with an NVIDIA GPU")
-        raise RuntimeError(f"train.device={wanted} but no {wanted} device is available: {hint}")
+        raise DeviceUnavailable(f"train.device={wanted} but no {wanted} device is available: {hint}")
     return "cpu"
 
 
@@ -36,7 +40,7 @@ def resolve_precision(wanted: str, device: Device) -> Precision:
     """auto: bf16 where the device has it (Gaudi, Ampere+ GPUs), fp16 on older GPUs, fp32 on CPU."""
     if wanted != "auto":
         if wanted != "fp32" and device == "cpu":
-            raise RuntimeError(f"train.precision={wanted} is for cuda/hpu; use fp32 on cpu")
+            raise DeviceUnavailable(f"train.precision={wanted} is for cuda/hpu; use fp32 on cpu")
         return wanted  # type: ignore[return-value]
     if device == "hpu" or (device == "cuda" and torch.cuda.is_bf16_supported()):
         return "bf16"

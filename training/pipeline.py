@@ -18,7 +18,7 @@ from transformers import AutoTokenizer, GenerationConfig, PreTrainedModel, Train
 from inference.prompt import Family, PromptBuilder, default_prompt_budget
 from training.batching import BatchPlan, padding_fraction
 from training.collate import Collator
-from training.config import DataConfig, RunConfig
+from training.config import ConfigError, DataConfig, RunConfig
 from training.device import describe, resolve_device, resolve_precision, trackers
 from training.evaluation import sample_replies
 from training.examples import Example, add_distractors, build_examples, fit_to_block, is_validation
@@ -106,14 +106,22 @@ def _tokenizer(config: RunConfig, train: list[Dialogue], args: TrainingArguments
         return AutoTokenizer.from_pretrained(saved)
 
 
-def _examples(dialogues: list[Dialogue], p_builder: PromptBuilder, config: RunConfig, family: Family, seed: int) -> list[Example]:
-    examples = build_examples(tqdm(dialogues, desc="tokenizing", unit=" dialogues", leave=False), p_builder,
+def _examples(dialogues: list[Dialogue], builder: PromptBuilder, config: RunConfig, family: Family, seed: int) -> list[Example]:
+    examples = build_examples(tqdm(dialogues, desc="tokenizing", unit=" dialogues", leave=False), builder,
                               config.data.context_turns, config.data.max_response_tokens)
     if config.model.distractor.enabled:
         examples = add_distractors(examples, config.model.distractor.num_candidates, seed)
     if config.batching.mode == "static":
         examples = fit_to_block(examples, family, config.batching.block_size, config.batching.overflow)
     return examples
+
+
+def _check_window(model_config: Any, family: Family, prompt: int, response: int) -> None:
+    positions = getattr(model_config, "max_position_embeddings", None) or model_config.n_positions
+    longest = prompt + response if family == "causal" else max(prompt, response)
+    if longest > positions:
+        raise ConfigError(f"data.max_prompt_tokens ({prompt}) and data.max_response_tokens ({response}) "
+                          f"do not fit the model's {positions} positions")
 
 
 def prepare(config: RunConfig, resume: bool = False) -> Prepared:
@@ -125,6 +133,7 @@ def prepare(config: RunConfig, resume: bool = False) -> Prepared:
     set_seed(config.seed)
     model, family = build_model(config.model, tokenizer)
     budget = config.data.max_prompt_tokens or default_prompt_budget(family, model.config)
+    _check_window(model.config, family, budget, config.data.max_response_tokens)
     builder = PromptBuilder(tokenizer, family, budget)
     train = _examples(train_dialogues, builder, config, family, config.seed)
     validation = _examples(val_dialogues, builder, config, family, config.seed + 1)
