@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bot.crisis import commands
-from bot.crisis.classifier import NgramClassifier, load_components, positives, train
+from bot.crisis.classifier import SHIPPED, NgramClassifier, data_version, load_components, positives, train
 from bot.crisis.detector import CrisisDetector
+from bot.crisis.evaluation import load_examples, unique
+from bot.crisis.layer import CrisisLayer
 from bot.crisis.levels import Level
+
+DATA = Path(__file__).with_name("data")
 
 RISK = [
     "everything feels pointless and I keep thinking the world is better without me in it",
@@ -82,3 +88,44 @@ def test_train_command_writes_a_usable_model(tmp_path: Path, capsys: pytest.Capt
     assert "cross-validated (5 folds)" in out and "<- chosen" in out
     assert 0.0 < NgramClassifier.load(out_path).threshold < 1.0
     assert positives(["crisis", "distress", "none"]) == [True, False, False]
+
+
+def test_the_shipped_model_is_up_to_date_with_its_training_data() -> None:
+    """Retrain (`supportbot crisis train tests/data/<sources> --out bot/crisis/data/classifier.npz`)
+    whenever a labelled file changes: the shipped model names the exact data it came from."""
+    shipped = NgramClassifier.load(SHIPPED)
+    assert shipped.sources and 0.5 <= shipped.threshold < 1.0
+    examples = unique(e for name in shipped.sources for e in load_examples(DATA / name))
+    assert shipped.version == data_version([e.text for e in examples], positives(e.label for e in examples))
+
+
+def test_training_is_deterministic() -> None:
+    texts, labels = RISK + SAFE, [True] * len(RISK) + [False] * len(SAFE)
+    first = train(texts, labels, epochs=2, progress=False)
+    again = train(texts, labels, epochs=2, progress=False)
+    assert np.array_equal(first.weights, again.weights) and first.bias == again.bias
+
+
+def test_the_layer_uses_the_shipped_model_unless_told_otherwise(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert [c.version for c in CrisisLayer.load().detector.components] == [NgramClassifier.load(SHIPPED).version]
+    assert CrisisLayer.load("").detector.components == ()
+    broken = tmp_path / "truncated.npz"
+    broken.write_bytes(SHIPPED.read_bytes()[:1000])
+    with caplog.at_level(logging.WARNING):
+        layer = CrisisLayer.load(str(broken))  # fails closed: the rules alone, never no layer
+    assert layer.detector.components == () and "using the rules alone" in caplog.text
+    assert layer.assess("I want to kill myself", []).level == Level.CRISIS
+
+
+def test_a_component_that_raises_leaves_the_rules_verdict(model: NgramClassifier) -> None:
+    class Broken:
+        name = "broken"
+
+        def assess(self, text: str, recent: Sequence[str], rule_level: Level) -> None:
+            raise RuntimeError("boom")
+
+    detector = CrisisDetector.load(components=[Broken()])
+    assert detector.assess("I want to die").level == Level.CRISIS
+    assert detector.assess("hello").level == Level.NONE

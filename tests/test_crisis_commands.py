@@ -24,8 +24,8 @@ def test_check_prints_level_tags_and_evidence(capsys: pytest.CaptureFixture[str]
     assert run(["crisis", "check", "tonight", "--context", "I saved my pills", "--context", "I want to die"]) == 0
     out = capsys.readouterr().out
     assert "level: emergency (label crisis)" in out
-    assert "combination: combo.plan_means_time @ combinations-1" in out
-    assert "context: en.self.want_die @ en-1" in out
+    assert "combination: combo.plan_means_time @ combinations-2025.11.21.1" in out
+    assert "context: en.self.want_die @ en-2025.11.21.1" in out
 
 
 def test_check_json_and_safe_reply(capsys: pytest.CaptureFixture[str]) -> None:

@@ -160,7 +160,7 @@ def test_context_from_earlier_turns_completes_a_plan(detector: CrisisDetector) -
     assert level(detector, "tonight") == Level.NONE
     assessment = detector.assess("tonight", plan)
     assert assessment.level == Level.EMERGENCY
-    assert Evidence("combination", "combo.plan_means_time", "combinations-1") in assessment.evidence
+    assert Evidence("combination", "combo.plan_means_time", "combinations-2025.11.21.1") in assessment.evidence
     assert any(e.component == "context" for e in assessment.evidence)
 
 
@@ -215,7 +215,7 @@ def test_plain_messages_are_none_with_no_evidence(detector: CrisisDetector) -> N
 
 def test_evidence_names_rules_and_lexicon_versions(detector: CrisisDetector) -> None:
     assessment = detector.assess("I want to kill myself")
-    assert assessment.evidence[0] == Evidence("rules", "en.self.kill_self", "en-1")
+    assert assessment.evidence[0] == Evidence("rules", "en.self.kill_self", "en-2025.11.21.1")
     data = assessment.to_dict()
     assert data["level"] == "crisis" and data["label"] == "crisis" and data["tags"] == ["self"]
 

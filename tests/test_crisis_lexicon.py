@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,10 @@ def test_the_shipped_lexicon_is_versioned_per_file() -> None:
     prefixes = {rule.id.split(".")[0] for rule in lexicon.rules}
     languages = {"en", "uk", "ru", "pl"}
     assert prefixes == languages | {f"fields-{lang}" for lang in languages}
+
+
+def test_shipped_versions_name_the_file_and_a_dated_revision() -> None:
+    """`<file>-YYYY.MM.DD.N`: evidence then says which file and which revision of it fired."""
+    versions = load_lexicon(DEFAULT_DIR).versions
+    for name, version in versions.items():
+        assert re.fullmatch(rf"{re.escape(name.removesuffix('.yaml'))}-\d{{4}}\.\d{{2}}\.\d{{2}}\.\d+", version), name

@@ -118,11 +118,17 @@ def train(
     progress: bool = True,
     sources: Sequence[str] = (),
 ) -> NgramClassifier:
-    """Fit by plain SGD on the logistic loss (length-normalised sparse features); deterministic for a seed."""
+    """Fit by plain SGD on the logistic loss (length-normalised sparse features); deterministic for a seed.
+
+    Both classes weigh the same in the loss, so the probability does not lean towards whichever
+    label the shipped data happens to hold more of.
+    """
     rows = [features(t) for t in texts]
     y = np.asarray(labels, dtype=np.float64)
+    share = min(max(float(y.mean()), 1e-3), 1 - 1e-3)
+    class_weight = np.where(y > 0, 0.5 / share, 0.5 / (1 - share))
     weights = np.zeros(DIMENSIONS, dtype=np.float64)
-    bias = math.log((y.mean() + 1e-3) / (1 - y.mean() + 1e-3))
+    bias = 0.0
     rng = np.random.default_rng(seed)
     for _ in tqdm(range(epochs), desc="train crisis classifier", unit="epoch", disable=not progress):
         for i in rng.permutation(len(rows)):
@@ -131,7 +137,7 @@ def train(
                 continue
             scale = 1.0 / math.sqrt(idx.size)
             score = weights[idx].sum() * scale + bias
-            error = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, score)))) - y[i]
+            error = (1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, score)))) - y[i]) * class_weight[i]
             np.add.at(weights, idx, -learning_rate * (error * scale + l2 * weights[idx]))
             bias -= learning_rate * error * 0.1
     return NgramClassifier(weights.astype(np.float32), float(bias), threshold, data_version(texts, labels),

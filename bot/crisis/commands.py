@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
 from bot.crisis.classifier import load_components, model_path, positives, train
 from bot.crisis.detector import CrisisDetector
-from bot.crisis.evaluation import DatasetError, Example, evaluate, format_report, load_examples
+from bot.crisis.evaluation import DatasetError, evaluate, format_report, load_examples, unique
 from bot.crisis.helplines import HelplineError
 from bot.crisis.lexicon import LexiconError
 from bot.crisis.responses import ResponseError, SafeResponder
@@ -104,7 +103,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.epochs < 1 or args.folds < 2 or not 0.0 <= args.max_none_rate < 1.0:
         return _fail("--epochs must be at least 1, --folds at least 2, --max-none-rate in [0, 1)")
     try:
-        examples = _unique(e for path in args.files for e in load_examples(path))
+        examples = unique(e for path in args.files for e in load_examples(path))
     except DatasetError as exc:
         return _fail(str(exc))
     threshold = args.threshold
@@ -116,10 +115,11 @@ def _train(args: argparse.Namespace) -> int:
             choice = pick(table, args.max_none_rate)
         except ValueError as exc:
             return _fail(str(exc))
-        print(f"cross-validated ({args.folds} folds), rules + classifier: threshold  crisis-R  none->crisis  distress->crisis")
+        print(f"cross-validated ({args.folds} folds), rules + classifier:")
+        print("  threshold  crisis-R  none->crisis  distress->crisis")
         for c in (c for c in table if round(c.threshold * 100) % 5 == 0 or c is choice):
-            mark = "  <- chosen" if c is choice else ""
-            print(f"  {c.threshold:.2f}  {c.crisis_recall:.3f}  {c.none_to_crisis:.3f}  {c.distress_to_crisis:.3f}{mark}")
+            row = f"{c.threshold:.2f}  {c.crisis_recall:.3f}  {c.none_to_crisis:.3f}  {c.distress_to_crisis:.3f}"
+            print(f"  {row}{'  <- chosen' if c is choice else ''}")
         threshold = choice.threshold
     model = train([e.text for e in examples], positives(e.label for e in examples), epochs=args.epochs,
                   threshold=threshold, sources=[p.name for p in args.files])  # fmt: skip
@@ -128,11 +128,3 @@ def _train(args: argparse.Namespace) -> int:
     print(f"trained on {len(examples)} messages ({crisis} crisis); model {model.version} "
           f"threshold {threshold:.2f} -> {args.out}")  # fmt: skip
     return 0
-
-
-def _unique(examples: Iterable[Example]) -> list[Example]:
-    """One example per text (the first label wins), so a file given twice does not weigh double."""
-    first: dict[str, Example] = {}
-    for example in examples:
-        first.setdefault(example.text, example)
-    return list(first.values())

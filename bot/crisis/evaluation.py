@@ -61,6 +61,14 @@ def load_examples(path: Path) -> list[Example]:
     return examples
 
 
+def unique(examples: Iterable[Example]) -> list[Example]:
+    """One example per text (the first label wins), so a message in two files does not weigh double."""
+    first: dict[str, Example] = {}
+    for example in examples:
+        first.setdefault(example.text, example)
+    return list(first.values())
+
+
 @dataclass(frozen=True, slots=True)
 class Scores:
     """Counts for one slice (all examples, or one language)."""
