@@ -15,7 +15,7 @@ from bot.crisis.evaluation import Report, evaluate, load_examples
 
 DATA = Path(__file__).with_name("data")
 TUNED = {"crisis_dev.jsonl", "crisis_phrases.jsonl"}
-SETS = [*sorted(TUNED), "crisis_unseen_a.jsonl"]  # unseen_a: written and scored before tuning, then tuned on
+SETS = [*sorted(TUNED), "crisis_unseen_a.jsonl", "crisis_unseen_b.jsonl"]  # unseen_a/b: written and scored before tuning, then tuned on
 
 
 @pytest.fixture(scope="module")
