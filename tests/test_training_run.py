@@ -19,7 +19,6 @@ from inference.generation import family_defaults
 from tests.training_fixtures import REPO, tiny_config, tiny_config_file
 from training.pipeline import run
 
-os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.mark.parametrize("family", ["causal", "seq2seq"])
