@@ -5,55 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from bot.settings import Settings  # noqa: E402
-from db import migrate  # noqa: E402
+from db import migrate, scratch  # noqa: E402
 from db.engine import Database  # noqa: E402
 from tests.doubles import EchoBackend  # noqa: E402
 
 POSTGRES_URL = os.environ.get("SUPPORTBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
 
-async def _admin(statement: str) -> None:
-    import asyncpg
-
-    url = make_url(POSTGRES_URL)
-    connection = await asyncpg.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        database=url.database,
-        timeout=5,
-    )
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped afterwards; skip if none runs here."""
-    name = f"supportbot_test_{uuid.uuid4().hex[:10]}"
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        url = asyncio.run(scratch.create_database(POSTGRES_URL, "supportbot_test"))
     except (TimeoutError, OSError) as exc:
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}); .ci/run starts it")
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     asyncio.run(migrate.upgrade(url))
     yield url
-    asyncio.run(_admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    asyncio.run(scratch.drop_database(POSTGRES_URL, url))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -21,7 +21,6 @@ import pstats
 import socket
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,9 +30,9 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 
 from bot.settings import Settings
+from db import scratch
 from inference.api import ChatMessage, Completion, GenerationParams
 
 TOKEN = "100000:benchTOKENbenchTOKENbenchTOKENbench"
@@ -227,33 +226,13 @@ def _latency(phase: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _admin(url: str, statement: str) -> None:
-    import asyncpg
-
-    parsed = make_url(url)
-    connection = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        database=parsed.database,
-        timeout=5,
-    )
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 async def _on_postgres(admin_url: str, api_url: str, load: Connection, args: argparse.Namespace) -> dict[str, Any]:
     """In a scratch database created for the run and dropped after it."""
-    name = f"supportbot_bench_{uuid.uuid4().hex[:10]}"
-    await _admin(admin_url, f'CREATE DATABASE "{name}"')
+    url = await scratch.create_database(admin_url, "supportbot_bench")
     try:
-        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
         return await _measure(url, api_url, load, args)
     finally:
-        await _admin(admin_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+        await scratch.drop_database(admin_url, url)
 
 
 async def _run(args: argparse.Namespace, load: Connection, api_url: str) -> dict[str, Any]:
