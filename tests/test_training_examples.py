@@ -106,3 +106,18 @@ def test_config_paths_overrides_and_errors(tmp_path: Path) -> None:
 def test_bundled_configs_validate() -> None:
     for name in ("demo", "blenderbot-400m-empathetic", "dialogpt-medium-telegram", "gaudi"):
         assert load_config(name).name
+
+
+def test_generation_config_drops_settings_the_decoding_mode_does_not_use() -> None:
+    from training.config import ModelConfig, ScratchConfig
+    from training.export import generation_config
+    from training.modeling import build_model
+
+    tokenizer = train_tokenizer("seq2seq", 400, TURNS)
+    model, family = build_model(ModelConfig(scratch=ScratchConfig(family="seq2seq", vocab_size=400, layers=1, hidden=16,
+                                                                  heads=2, positions=64)), tokenizer)
+    recipe = generation_config(family, model, tokenizer, {})
+    assert (recipe.num_beams, recipe.min_length, recipe.no_repeat_ngram_size) == (10, 20, 3)  # BlenderBot's
+    greedy = generation_config(family, model, tokenizer, {"num_beams": 1, "do_sample": False})
+    assert greedy.length_penalty is None and greedy.early_stopping is None  # unset: the library defaults apply
+    assert greedy.decoder_start_token_id == tokenizer.bos_token_id and greedy.eos_token_id == tokenizer.eos_token_id

@@ -17,14 +17,16 @@ from training.modeling import for_serving
 
 
 SAMPLING_ONLY = ("temperature", "top_p", "top_k")
+BEAM_ONLY = ("early_stopping", "length_penalty")
 
 
 def generation_config(family: Family, model: PreTrainedModel, tokenizer: Any, overrides: dict[str, Any]) -> GenerationConfig:
     """The family's decoding recipe (inference.generation), the run's overrides, and the model's special ids.
-    Sampling settings are left out when the result does not sample (save_pretrained refuses them)."""
+    Sampling (beam) settings are left out when the result does not sample (search beams): save_pretrained
+    refuses them."""
     values = family_defaults(family) | overrides
-    if not values.get("do_sample"):
-        values = {k: v for k, v in values.items() if k not in SAMPLING_ONLY}
+    unused = (() if values.get("do_sample") else SAMPLING_ONLY) + (() if values.get("num_beams", 1) > 1 else BEAM_ONLY)
+    values = {k: v for k, v in values.items() if k not in unused}
     ids = dict(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                bos_token_id=getattr(model.config, "bos_token_id", None))
     if family == "seq2seq":
