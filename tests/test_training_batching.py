@@ -14,8 +14,12 @@ from training.examples import Example
 
 def examples(n: int = 300, seed: int = 0) -> list[Example]:
     rng = random.Random(seed)
-    return [Example(tuple(rng.randrange(5, 50) for _ in range(rng.randrange(3, 150))),
-                    tuple([7] * rng.randrange(2, 40) + [0])) for _ in range(n)]
+    return [
+        Example(
+            tuple(rng.randrange(5, 50) for _ in range(rng.randrange(3, 150))), tuple([7] * rng.randrange(2, 40) + [0])
+        )
+        for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("family", ["causal", "seq2seq"])
@@ -59,8 +63,12 @@ def test_static_mode_has_few_fixed_shapes() -> None:
     collate = Collator("causal", 1, plan.multiple)
     shapes = {tuple(collate([data[i] for i in b])["input_ids"].shape) for b in plan}
     assert shapes <= {(8, 32), (8, 64), (8, 96), (8, 128)}
-    block = BatchPlan([e.lengths("causal") for e in data], config.model_copy(update={"pad_to_multiple_of": None}), seed=2)
-    assert {tuple(Collator("causal", 1, block.multiple)([data[i] for i in b])["input_ids"].shape) for b in block} == {(8, 128)}
+    block = BatchPlan(
+        [e.lengths("causal") for e in data], config.model_copy(update={"pad_to_multiple_of": None}), seed=2
+    )
+    assert {tuple(Collator("causal", 1, block.multiple)([data[i] for i in b])["input_ids"].shape) for b in block} == {
+        (8, 128)
+    }
 
 
 def test_fixed_mode_pads_to_longest_and_budget_pads_less() -> None:

@@ -15,10 +15,19 @@ from training.config import ConfigError, apply_override, load_config
 from training.examples import IGNORE, Example, add_distractors, build_examples, fit_to_block, is_validation
 from training.readers import Dialogue
 
-TURNS = ["My exam is tomorrow.", "That is a lot of pressure. How are you feeling?", "Tired and scared.",
-         "That makes sense. When did you last rest?", "Yesterday, a little.", "Could you take a short break tonight?"]
-DIALOGUE = Dialogue(("I am a volunteer listener.", "I like tea."),
-                    tuple(ChatMessage("user" if i % 2 == 0 else "assistant", t) for i, t in enumerate(TURNS)), "x:1")
+TURNS = [
+    "My exam is tomorrow.",
+    "That is a lot of pressure. How are you feeling?",
+    "Tired and scared.",
+    "That makes sense. When did you last rest?",
+    "Yesterday, a little.",
+    "Could you take a short break tonight?",
+]
+DIALOGUE = Dialogue(
+    ("I am a volunteer listener.", "I like tea."),
+    tuple(ChatMessage("user" if i % 2 == 0 else "assistant", t) for i, t in enumerate(TURNS)),
+    "x:1",
+)
 
 
 @pytest.fixture(scope="module", params=["causal", "seq2seq"])
@@ -30,7 +39,7 @@ def builder(request: pytest.FixtureRequest) -> PromptBuilder:
 def test_examples_equal_prompt_builder_output(builder: PromptBuilder) -> None:
     examples = build_examples([DIALOGUE], builder, context_turns=2, max_response_tokens=64)
     assert len(examples) == 3  # one per listener turn
-    for example, i in zip(examples, (1, 3, 5)):
+    for example, i in zip(examples, (1, 3, 5), strict=True):
         context = DIALOGUE.turns[max(0, i - 2) : i]
         assert list(example.prompt) == builder.prompt_ids(DIALOGUE.persona, context)
         assert list(example.response) == builder.response_ids(TURNS[i])
@@ -43,7 +52,9 @@ def test_model_inputs_mask_the_prompt(builder: PromptBuilder) -> None:
     labels = batch["labels"][0].tolist()
     if builder.family == "causal":
         ids, expected = example.causal()
-        assert batch["input_ids"][0, : len(ids)].tolist() == builder.prompt_ids(DIALOGUE.persona, DIALOGUE.turns[:3]) + builder.response_ids(TURNS[3])
+        assert batch["input_ids"][0, : len(ids)].tolist() == builder.prompt_ids(
+            DIALOGUE.persona, DIALOGUE.turns[:3]
+        ) + builder.response_ids(TURNS[3])
         assert labels[: len(example.prompt)] == [IGNORE] * len(example.prompt)
         assert labels[len(example.prompt) : len(ids)] == list(example.response) == expected[len(example.prompt) :]
     else:
@@ -59,7 +70,9 @@ def test_long_reply_is_cut_but_keeps_eos(builder: PromptBuilder) -> None:
 
 
 def test_split_is_deterministic_and_by_content() -> None:
-    dialogues = [Dialogue((), (ChatMessage("user", f"hello {i}"), ChatMessage("assistant", "hi")), f"f:{i}") for i in range(400)]
+    dialogues = [
+        Dialogue((), (ChatMessage("user", f"hello {i}"), ChatMessage("assistant", "hi")), f"f:{i}") for i in range(400)
+    ]
     held = [is_validation(d, 0.1, seed=3) for d in dialogues]
     assert held == [is_validation(Dialogue(d.persona, d.turns, "elsewhere:9"), 0.1, 3) for d in dialogues]
     assert 20 < sum(held) < 60
@@ -87,7 +100,9 @@ def test_fit_to_block_truncates_oldest_or_drops() -> None:
 
 
 def test_config_paths_overrides_and_errors(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path, overrides=["train.max_steps=3", "data.sources.0.format=jsonl", "batching.mode=static"])
+    config = tiny_config(
+        tmp_path, overrides=["train.max_steps=3", "data.sources.0.format=jsonl", "batching.mode=static"]
+    )
     assert config.train.max_steps == 3 and config.batching.mode == "static"
     assert config.data.sources[0].path.is_absolute()
     raw = {"a": [{"b": 1}]}
@@ -114,8 +129,12 @@ def test_generation_config_drops_settings_the_decoding_mode_does_not_use() -> No
     from training.modeling import build_model
 
     tokenizer = train_tokenizer("seq2seq", 400, TURNS)
-    model, family = build_model(ModelConfig(scratch=ScratchConfig(family="seq2seq", vocab_size=400, layers=1, hidden=16,
-                                                                  heads=2, positions=64)), tokenizer)
+    model, family = build_model(
+        ModelConfig(
+            scratch=ScratchConfig(family="seq2seq", vocab_size=400, layers=1, hidden=16, heads=2, positions=64)
+        ),
+        tokenizer,
+    )
     recipe = generation_config(family, model, tokenizer, {})
     assert (recipe.num_beams, recipe.min_length, recipe.no_repeat_ngram_size) == (10, 20, 3)  # BlenderBot's
     greedy = generation_config(family, model, tokenizer, {"num_beams": 1, "do_sample": False})

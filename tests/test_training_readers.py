@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.readers import DataFormatError, Malformed, TelegramOptions, detect_format, read_dialogues
+from training.readers import DataFormatError, Malformed, detect_format, read_dialogues
 
 FORMATS = Path(__file__).resolve().parents[1] / "training" / "data" / "formats"
 BUNDLED = {
@@ -78,13 +78,30 @@ def test_jsonl_source_persona_applies_only_when_record_has_none(tmp_path: Path) 
 
 
 BROKEN = [
-    ("ed.csv", "empathetic_dialogues",
-     "conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags\n"
-     "c1,1,sad,p,1,hello there,5|5,\n"
-     "c1,2,sad,p,2,a reply, with, bare commas,5|5,\n", 3, "8 or 9"),
+    (
+        "ed.csv",
+        "empathetic_dialogues",
+        "conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags\n"
+        "c1,1,sad,p,1,hello there,5|5,\n"
+        "c1,2,sad,p,2,a reply, with, bare commas,5|5,\n",
+        3,
+        "8 or 9",
+    ),
     ("ed2.csv", "empathetic_dialogues", "c1,x,sad,p,1,hello,5|5,\n", 1, "utterance_idx"),
-    ("bst.json", "blended_skill_talk", '[\n {"personas": [["a"], ["b"]], "dialog": [[0, "hi"], [1, "yo"]]},\n {"dialog": []}\n]', 3, "personas"),
-    ("bst2.json", "blended_skill_talk", '[\n {"personas": [["a"], ["b"]],\n  "dialog": [[0, "hi"] [1, "yo"]]}\n]', 3, "invalid JSON"),
+    (
+        "bst.json",
+        "blended_skill_talk",
+        '[\n {"personas": [["a"], ["b"]], "dialog": [[0, "hi"], [1, "yo"]]},\n {"dialog": []}\n]',
+        3,
+        "personas",
+    ),
+    (
+        "bst2.json",
+        "blended_skill_talk",
+        '[\n {"personas": [["a"], ["b"]],\n  "dialog": [[0, "hi"] [1, "yo"]]}\n]',
+        3,
+        "invalid JSON",
+    ),
     ("c.txt", "convai2", "1 your persona: i am kind.\n2 hello\tworld\nthree oops\n", 3, "turn number"),
     ("c2.txt", "convai2", "1 your persona: i am kind.\n2 hello there with no reply\n", 2, "TAB"),
     ("p.txt", "parlai", "text:hi\tlabels:hello\nnot a field\tlabels:x\n", 2, "key:"),
@@ -96,7 +113,9 @@ BROKEN = [
 
 
 @pytest.mark.parametrize(("name", "fmt", "text", "line", "reason"), BROKEN, ids=[b[0] for b in BROKEN])
-def test_broken_file_names_file_and_line(tmp_path: Path, name: str, fmt: str, text: str | bytes, line: int, reason: str) -> None:
+def test_broken_file_names_file_and_line(
+    tmp_path: Path, name: str, fmt: str, text: str | bytes, line: int, reason: str
+) -> None:
     path = tmp_path / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(DataFormatError) as info:
@@ -105,7 +124,9 @@ def test_broken_file_names_file_and_line(tmp_path: Path, name: str, fmt: str, te
     assert reason in str(info.value)
 
 
-@pytest.mark.parametrize("case", [b for b in BROKEN if "invalid JSON" not in b[4] or b[1] == "jsonl"], ids=lambda b: b[0])
+@pytest.mark.parametrize(
+    "case", [b for b in BROKEN if "invalid JSON" not in b[4] or b[1] == "jsonl"], ids=lambda b: b[0]
+)
 def test_skip_flag_counts_and_keeps_the_rest(tmp_path: Path, case: tuple) -> None:
     name, fmt, text, _, _ = case
     path = tmp_path / name

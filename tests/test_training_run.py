@@ -20,7 +20,6 @@ from tests.training_fixtures import REPO, tiny_config, tiny_config_file
 from training.pipeline import run
 
 
-
 @pytest.mark.parametrize("family", ["causal", "seq2seq"])
 def test_tiny_run_learns_and_exports_a_loadable_model(tmp_path: Path, family: str) -> None:
     config = tiny_config(tmp_path, family)
@@ -40,18 +39,24 @@ def test_tiny_run_learns_and_exports_a_loadable_model(tmp_path: Path, family: st
     assert model.config.vocab_size <= 400
 
     engine = load_model(str(out), device="cpu")
-    prompt = engine.prompt_ids([ChatMessage("system", "I am a volunteer listener."), ChatMessage("user", "I feel so alone.")])
+    prompt = engine.prompt_ids(
+        [ChatMessage("system", "I am a volunteer listener."), ChatMessage("user", "I feel so alone.")]
+    )
     generation, limit = engine.request(GenerationParams(max_tokens=6, temperature=0), len(prompt))
     (reply,) = engine.generate([prompt], generation, [limit])
     assert reply.completion_tokens > 0
 
     logged = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in row for row in logged) and logged[-1]["eval_loss"] == metrics["final"]["eval_loss"]
-    assert json.loads((config.run_dir / "samples.jsonl").read_text().splitlines()[0])["prompt"] == config.eval.prompts[0]
+    assert (
+        json.loads((config.run_dir / "samples.jsonl").read_text().splitlines()[0])["prompt"] == config.eval.prompts[0]
+    )
 
 
 def test_resume_continues_where_the_checkpoint_left_off(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path, overrides=["train.max_steps=12", "train.save_steps=6", "train.save_total_limit=null"])
+    config = tiny_config(
+        tmp_path, overrides=["train.max_steps=12", "train.save_steps=6", "train.save_total_limit=null"]
+    )
     whole = run(config)
     checkpoints = config.run_dir / "checkpoints"
     shutil.rmtree(checkpoints / "checkpoint-12")  # as if the run had died after step 6
@@ -63,8 +68,9 @@ def test_resume_continues_where_the_checkpoint_left_off(tmp_path: Path) -> None:
 
 
 def test_distractor_head_trains_and_exports_a_plain_lm(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path, overrides=["model.distractor.enabled=true", "model.distractor.loss_weight=0.5",
-                                              "train.max_steps=10"])
+    config = tiny_config(
+        tmp_path, overrides=["model.distractor.enabled=true", "model.distractor.loss_weight=0.5", "train.max_steps=10"]
+    )
     metrics = run(config)
     assert metrics["final"]["eval_loss"] < metrics["initial"]["eval_loss"]
     exported = json.loads((config.output_dir / "config.json").read_text())
@@ -96,9 +102,25 @@ def test_two_process_ddp_on_gloo(tmp_path: Path) -> None:
     path = tiny_config_file(tmp_path, train={"max_steps": 8})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "bot.cli", "train", "--config", str(path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "bot.cli",
+            "train",
+            "--config",
+            str(path),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["steps"] == 8

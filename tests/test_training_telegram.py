@@ -14,8 +14,8 @@ from training.readers.telegram import parse_gap
 EXPORT = Path(__file__).resolve().parents[1] / "training" / "data" / "formats" / "telegram" / "result.json"
 
 
-def chat(options: TelegramOptions = TelegramOptions(), path: Path = EXPORT, persona: tuple[str, ...] = ()):
-    return list(read_dialogues(path, "telegram", Malformed(), persona, options))
+def chat(options: TelegramOptions | None = None, path: Path = EXPORT, persona: tuple[str, ...] = ()):
+    return list(read_dialogues(path, "telegram", Malformed(), persona, options or TelegramOptions()))
 
 
 def test_default_rules_on_bundled_export() -> None:
@@ -44,7 +44,9 @@ def test_choose_the_other_participant() -> None:
 
 def _group(tmp_path: Path, messages: list[dict]) -> Path:
     path = tmp_path / "result.json"
-    path.write_text(json.dumps({"name": "Friends", "type": "private_group", "id": 9, "messages": messages}), encoding="utf-8")
+    path.write_text(
+        json.dumps({"name": "Friends", "type": "private_group", "id": 9, "messages": messages}), encoding="utf-8"
+    )
     return path
 
 
@@ -53,7 +55,9 @@ def _msg(i: int, who: str, text: str, t: int) -> dict:
 
 
 def test_group_needs_me_and_lists_participants(tmp_path: Path) -> None:
-    path = _group(tmp_path, [_msg(1, "Ann", "hi all", 0), _msg(2, "Bo", "hey Ann", 10), _msg(3, "Ann", "how are you", 20)])
+    path = _group(
+        tmp_path, [_msg(1, "Ann", "hi all", 0), _msg(2, "Bo", "hey Ann", 10), _msg(3, "Ann", "how are you", 20)]
+    )
     with pytest.raises(DataFormatError, match=r"telegram.me.*'Ann' \(2 messages\).*'Bo' \(1 messages\)"):
         chat(path=path)
     with pytest.raises(DataFormatError, match="wrote no kept message"):
@@ -63,19 +67,28 @@ def test_group_needs_me_and_lists_participants(tmp_path: Path) -> None:
 
 
 def test_drop_senders_and_bot_names(tmp_path: Path) -> None:
-    path = _group(tmp_path, [_msg(1, "Ann", "hi", 0), _msg(2, "Spammer", "buy now", 5), _msg(3, "HelperBot", "beep", 6),
-                             _msg(4, "Bo", "hello Ann", 10)])
+    path = _group(
+        tmp_path,
+        [
+            _msg(1, "Ann", "hi", 0),
+            _msg(2, "Spammer", "buy now", 5),
+            _msg(3, "HelperBot", "beep", 6),
+            _msg(4, "Bo", "hello Ann", 10),
+        ],
+    )
     (d,) = chat(TelegramOptions(me="Bo", gap="1h", drop_senders=("Spammer",)), path=path)
     assert [t.content for t in d.turns] == ["hi", "hello Ann"]
 
 
 def test_malformed_message_names_line(tmp_path: Path) -> None:
     path = tmp_path / "result.json"
-    path.write_text('{"name": "X", "type": "personal_chat", "id": 1,\n "messages": [\n'
-                    '  {"id": 1, "type": "message", "date_unixtime": "0", "from": "X", "from_id": "user1", "text": "hi"},\n'
-                    '  {"id": 2, "type": "message", "from": "Me", "from_id": "user2", "text": "no date"},\n'
-                    '  {"id": 3, "type": "message", "date_unixtime": "9", "from": "Me", "from_id": "user2", "text": "hello"}\n]}',
-                    encoding="utf-8")
+    path.write_text(
+        '{"name": "X", "type": "personal_chat", "id": 1,\n "messages": [\n'
+        '  {"id": 1, "type": "message", "date_unixtime": "0", "from": "X", "from_id": "user1", "text": "hi"},\n'
+        '  {"id": 2, "type": "message", "from": "Me", "from_id": "user2", "text": "no date"},\n'
+        '  {"id": 3, "type": "message", "date_unixtime": "9", "from": "Me", "from_id": "user2", "text": "hello"}\n]}',
+        encoding="utf-8",
+    )
     with pytest.raises(DataFormatError, match=rf"^{path}:4: message needs"):
         chat(TelegramOptions(me="Me"), path=path)
     skipping = Malformed(skip=True)
@@ -99,13 +112,18 @@ def test_parse_gap() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 3, 17, 1 << 16])
 def test_json_stream_is_chunk_independent(tmp_path: Path, chunk: int) -> None:
-    doc = {"name": "n", "id": 1234567, "messages": [{"id": i, "text": "é" * i, "n": 10**i} for i in range(6)], "tail": [1, 2]}
+    doc = {
+        "name": "n",
+        "id": 1234567,
+        "messages": [{"id": i, "text": "é" * i, "n": 10**i} for i in range(6)],
+        "tail": [1, 2],
+    }
     path = tmp_path / "doc.json"
     path.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
     got = list(iter_json_array(path, key="messages", chunk_size=chunk))
     assert [v for k, _, v in got if k == "messages"] == doc["messages"]
     assert dict((k, v) for k, _, v in got if k != "messages") == {"name": "n", "id": 1234567, "tail": [1, 2]}
     lines = path.read_text(encoding="utf-8").splitlines()
-    for key, line, value in got:
+    for key, line, _ in got:
         if key == "messages":
             assert lines[line - 1].strip() == "{"  # line numbers point at where each item starts

@@ -25,15 +25,35 @@ def small_data(directory: Path, dialogues: int = 60) -> Path:
 def tiny_config_file(directory: Path, family: str = "causal", **sections: dict[str, Any]) -> Path:
     """A run config for a one-layer model that trains in seconds; `sections` update the defaults."""
     raw: dict[str, Any] = {
-        "name": f"tiny-{family}", "seed": 7,
-        "output_dir": str(directory / "model"), "run_dir": str(directory / "run"),
-        "data": {"sources": [{"path": str(small_data(directory)), "format": "jsonl"}],
-                 "validation_fraction": 0.2, "max_response_tokens": 32},
-        "model": {"scratch": {"family": family, "vocab_size": 400, "layers": 1, "hidden": 32, "heads": 2,
-                              "positions": 256, "dropout": 0.0}},
+        "name": f"tiny-{family}",
+        "seed": 7,
+        "output_dir": str(directory / "model"),
+        "run_dir": str(directory / "run"),
+        "data": {
+            "sources": [{"path": str(small_data(directory)), "format": "jsonl"}],
+            "validation_fraction": 0.2,
+            "max_response_tokens": 32,
+        },
+        "model": {
+            "scratch": {
+                "family": family,
+                "vocab_size": 400,
+                "layers": 1,
+                "hidden": 32,
+                "heads": 2,
+                "positions": 256,
+                "dropout": 0.0,
+            }
+        },
         "batching": {"max_tokens": 2048},
-        "train": {"device": "cpu", "max_steps": 30, "learning_rate": 5e-3, "warmup_ratio": 0.0,
-                  "logging_steps": 5, "save_steps": 1000},
+        "train": {
+            "device": "cpu",
+            "max_steps": 30,
+            "learning_rate": 5e-3,
+            "warmup_ratio": 0.0,
+            "logging_steps": 5,
+            "save_steps": 1000,
+        },
         "eval": {"prompts": ["I feel so lonely in the evenings."], "sample_max_new_tokens": 8},
     }
     for section, values in sections.items():

@@ -28,15 +28,22 @@ def padded(length: int, multiple: int | None) -> int:
 
 def batch_tokens(lengths: Sequence[tuple[int, ...]], multiple: int | None, rows: int = 1) -> int:
     """Tokens a batch occupies once padded: per column (encoder, decoder) batch x padded longest."""
-    columns = zip(*lengths)
+    columns = zip(*lengths, strict=True)
     return rows * len(lengths) * sum(padded(max(column), multiple) for column in columns)
 
 
 class BatchPlan(Sampler[list[int]]):
     """Yields lists of example indices; set_epoch reshuffles deterministically from the seed."""
 
-    def __init__(self, lengths: Sequence[tuple[int, ...]], config: BatchingConfig, *, rows: int = 1,
-                 seed: int = 0, train: bool = True) -> None:
+    def __init__(
+        self,
+        lengths: Sequence[tuple[int, ...]],
+        config: BatchingConfig,
+        *,
+        rows: int = 1,
+        seed: int = 0,
+        train: bool = True,
+    ) -> None:
         self.lengths = list(lengths)
         self.config = config
         self.rows = rows  # sequences per example (candidates of the multiple-choice head)
@@ -44,10 +51,12 @@ class BatchPlan(Sampler[list[int]]):
         self.train = train
         self.epoch = 0
         if config.mode == "token_budget":
-            longest = max((batch_tokens([l], config.pad_to_multiple_of, rows) for l in self.lengths), default=0)
+            longest = max((batch_tokens([n], config.pad_to_multiple_of, rows) for n in self.lengths), default=0)
             if longest > config.max_tokens:
-                raise ValueError(f"batching.max_tokens={config.max_tokens} is below the longest example "
-                                 f"({longest} padded tokens); raise it or lower the prompt/response limits")
+                raise ValueError(
+                    f"batching.max_tokens={config.max_tokens} is below the longest example "
+                    f"({longest} padded tokens); raise it or lower the prompt/response limits"
+                )
         self._count = len(self._plan(random.Random(seed)))
 
     @property
@@ -118,6 +127,6 @@ def padding_fraction(plan: BatchPlan) -> float:
     real = padded_total = 0
     for batch in plan:
         lengths = [plan.lengths[i] for i in batch]
-        real += plan.rows * sum(sum(l) for l in lengths)
+        real += plan.rows * sum(sum(n) for n in lengths)
         padded_total += batch_tokens(lengths, plan.multiple, plan.rows)
     return 1 - real / padded_total if padded_total else 0.0

@@ -31,13 +31,18 @@ class Collator:
             src = [e.prompt for e in examples]
             tgt = [e.response for e in examples]
             n, m = (padded(max(map(len, x)), self.multiple) for x in (src, tgt))
-            return {"input_ids": _pad(src, self.pad_id, n), "attention_mask": _pad([[1] * len(s) for s in src], 0, n),
-                    "labels": _pad(tgt, IGNORE, m)}
+            return {
+                "input_ids": _pad(src, self.pad_id, n),
+                "attention_mask": _pad([[1] * len(s) for s in src], 0, n),
+                "labels": _pad(tgt, IGNORE, m),
+            }
         pairs = [e.causal() for e in examples]
         n = padded(max(len(ids) for ids, _ in pairs), self.multiple)
-        return {"input_ids": _pad([ids for ids, _ in pairs], self.pad_id, n),
-                "attention_mask": _pad([[1] * len(ids) for ids, _ in pairs], 0, n),
-                "labels": _pad([labels for _, labels in pairs], IGNORE, n)}
+        return {
+            "input_ids": _pad([ids for ids, _ in pairs], self.pad_id, n),
+            "attention_mask": _pad([[1] * len(ids) for ids, _ in pairs], 0, n),
+            "labels": _pad([labels for _, labels in pairs], IGNORE, n),
+        }
 
     def _multiple_choice(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         """GPT2DoubleHeadsModel inputs: candidates = distractors then the true reply (last, as mc_labels says);
@@ -51,8 +56,10 @@ class Collator:
                 last.append(len(e.prompt) + len(reply) - 1)
         n = padded(max(map(len, ids)), self.multiple)
         b, c = len(examples), len(examples[0].distractors) + 1
-        return {"input_ids": _pad(ids, self.pad_id, n).view(b, c, n),
-                "attention_mask": _pad([[1] * len(x) for x in ids], 0, n).view(b, c, n),
-                "labels": _pad(labels, IGNORE, n).view(b, c, n),
-                "mc_token_ids": torch.tensor(last).view(b, c),
-                "mc_labels": torch.full((b,), c - 1, dtype=torch.long)}
+        return {
+            "input_ids": _pad(ids, self.pad_id, n).view(b, c, n),
+            "attention_mask": _pad([[1] * len(x) for x in ids], 0, n).view(b, c, n),
+            "labels": _pad(labels, IGNORE, n).view(b, c, n),
+            "mc_token_ids": torch.tensor(last).view(b, c),
+            "mc_labels": torch.full((b,), c - 1, dtype=torch.long),
+        }

@@ -15,23 +15,33 @@ log = logging.getLogger(__name__)
 def register(commands: Any, bench: Any) -> None:
     """Add the training commands to the `supportbot` command tree."""
     train = commands.add_parser(
-        "train", help="train or fine-tune a model from a run config",
+        "train",
+        help="train or fine-tune a model from a run config",
         description="Train or fine-tune a model from a YAML/TOML run config; any key can be overridden as "
-                    "key.path=value (e.g. train.max_steps=50 data.sources.0.path=chats/result.json). "
-                    "Multi-process: torchrun --standalone --nproc-per-node N --no-python supportbot train ...")
-    train.add_argument("--config", required=True, help="config file, or a bundled name: demo, blenderbot-400m-empathetic, "
-                                                       "dialogpt-medium-telegram, gaudi")
+        "key.path=value (e.g. train.max_steps=50 data.sources.0.path=chats/result.json). "
+        "Multi-process: torchrun --standalone --nproc-per-node N --no-python supportbot train ...",
+    )
+    train.add_argument(
+        "--config",
+        required=True,
+        help="config file, or a bundled name: demo, blenderbot-400m-empathetic, dialogpt-medium-telegram, gaudi",
+    )
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
-    train.add_argument("--dry-run", action="store_true", help="print the plan (examples, tokens, batches, steps) and stop")
+    train.add_argument(
+        "--dry-run", action="store_true", help="print the plan (examples, tokens, batches, steps) and stop"
+    )
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
     train.set_defaults(func=_train)
 
     bench_train = bench.add_parser("train", help="token-budget batching vs fixed batches; pipeline vs plain Trainer")
-    bench_train.add_argument("--config", default="demo", help="run config whose data and model are measured (default: demo)")
+    bench_train.add_argument(
+        "--config", default="demo", help="run config whose data and model are measured (default: demo)"
+    )
     bench_train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     bench_train.add_argument("--steps", type=int, default=60, help="timed training steps per batching variant")
-    bench_train.add_argument("--quality-steps", type=int, default=150,
-                             help="steps of the pipeline-vs-reference quality run (0 skips it)")
+    bench_train.add_argument(
+        "--quality-steps", type=int, default=150, help="steps of the pipeline-vs-reference quality run (0 skips it)"
+    )
     bench_train.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench_train.set_defaults(func=_bench)
 
@@ -65,9 +75,11 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     final = metrics["final"]
     if int(os.environ.get("RANK", "0")) == 0:  # one line per run, not per torchrun process
-            print(f"model written to {config.output_dir}: validation loss {final['eval_loss']:.3f}, "
-              f"perplexity {final['eval_perplexity']:.1f} (untrained {metrics['initial']['eval_perplexity']:.1f}), "
-              f"{metrics['steps']} steps in {metrics['train_seconds']:.0f} s")
+        print(
+            f"model written to {config.output_dir}: validation loss {final['eval_loss']:.3f}, "
+            f"perplexity {final['eval_perplexity']:.1f} (untrained {metrics['initial']['eval_perplexity']:.1f}), "
+            f"{metrics['steps']} steps in {metrics['train_seconds']:.0f} s"
+        )
     return 0
 
 

@@ -30,8 +30,11 @@ def resolve_device(wanted: str) -> Device:
     if wanted in ("auto", "hpu") and is_torch_hpu_available():
         return "hpu"
     if wanted in ("cuda", "hpu"):
-        hint = ("install the Intel Gaudi software stack (habana_frameworks)" if wanted == "hpu"
-                else "install a CUDA build of torch on a machine with an NVIDIA GPU")
+        hint = (
+            "install the Intel Gaudi software stack (habana_frameworks)"
+            if wanted == "hpu"
+            else "install a CUDA build of torch on a machine with an NVIDIA GPU"
+        )
         raise DeviceUnavailable(f"train.device={wanted} but no {wanted} device is available: {hint}")
     return "cpu"
 
@@ -62,4 +65,6 @@ def describe(device: Device) -> str:
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
     if device == "hpu":
         return f"Intel Gaudi ({torch.hpu.get_device_name()}) x{torch.hpu.device_count()}"  # type: ignore[attr-defined]
-    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    return (
+        f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    )

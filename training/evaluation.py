@@ -28,8 +28,9 @@ def response_nll(model: PreTrainedModel, batches: Iterable[dict[str, torch.Tenso
         logits = model(**{k: v for k, v in batch.items() if k != "mc_labels"}).logits
         if shift:
             logits, labels = logits[..., :-1, :], labels[..., 1:]
-        total += F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
-                                 ignore_index=IGNORE, reduction="sum").item()
+        total += F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=IGNORE, reduction="sum"
+        ).item()
         count += int((labels != IGNORE).sum())
     model.train(was_training)
     return total, count
@@ -41,8 +42,15 @@ def loss_metrics(total: float, count: int, prefix: str = "eval") -> dict[str, fl
 
 
 @torch.no_grad()
-def sample_replies(model: PreTrainedModel, tokenizer: Any, builder: PromptBuilder, persona: Sequence[str],
-                   prompts: Sequence[str], generation: GenerationConfig, max_new_tokens: int) -> list[dict[str, str]]:
+def sample_replies(
+    model: PreTrainedModel,
+    tokenizer: Any,
+    builder: PromptBuilder,
+    persona: Sequence[str],
+    prompts: Sequence[str],
+    generation: GenerationConfig,
+    max_new_tokens: int,
+) -> list[dict[str, str]]:
     """The model's answer to each prompt as the first user message, decoded with `generation`."""
     model.eval()
     generation = copy.deepcopy(generation)

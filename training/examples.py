@@ -50,8 +50,9 @@ def exchanges(dialogue: Dialogue, context_turns: int) -> Iterator[tuple[list[Cha
             yield list(dialogue.turns[max(0, i - context_turns) : i]), turn.content
 
 
-def build_examples(dialogues: Iterable[Dialogue], builder: PromptBuilder, context_turns: int,
-                   max_response_tokens: int) -> list[Example]:
+def build_examples(
+    dialogues: Iterable[Dialogue], builder: PromptBuilder, context_turns: int, max_response_tokens: int
+) -> list[Example]:
     """Tokenize every exchange; replies longer than the limit are cut but keep their final EOS."""
     examples = []
     for d in dialogues:

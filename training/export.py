@@ -15,66 +15,88 @@ from inference.generation import family_defaults
 from inference.prompt import Family
 from training.modeling import for_serving
 
-
 SAMPLING_ONLY = ("temperature", "top_p", "top_k")
 BEAM_ONLY = ("early_stopping", "length_penalty")
 
 
-def generation_config(family: Family, model: PreTrainedModel, tokenizer: Any, overrides: dict[str, Any]) -> GenerationConfig:
+def generation_config(
+    family: Family, model: PreTrainedModel, tokenizer: Any, overrides: dict[str, Any]
+) -> GenerationConfig:
     """The family's decoding recipe (inference.generation), the run's overrides, and the model's special ids.
     Sampling (beam) settings are left out when the result does not sample (search beams): save_pretrained
     refuses them."""
     values = family_defaults(family) | overrides
     unused = (() if values.get("do_sample") else SAMPLING_ONLY) + (() if values.get("num_beams", 1) > 1 else BEAM_ONLY)
     values = {k: v for k, v in values.items() if k not in unused}
-    ids = dict(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-               bos_token_id=getattr(model.config, "bos_token_id", None))
+    ids = dict(
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=getattr(model.config, "bos_token_id", None),
+    )
     if family == "seq2seq":
-        ids |= dict(decoder_start_token_id=model.config.decoder_start_token_id,
-                    forced_eos_token_id=getattr(model.config, "forced_eos_token_id", None))
+        ids |= dict(
+            decoder_start_token_id=model.config.decoder_start_token_id,
+            forced_eos_token_id=getattr(model.config, "forced_eos_token_id", None),
+        )
     config = GenerationConfig(**(values | ids))
     config.validate(strict=True)
     return config
 
 
 def model_card(metrics: dict[str, Any], samples: list[dict[str, str]]) -> str:
-    data = "\n".join(f"- `{s['path']}` ({s['format']}): {s['dialogues']} dialogues, {s['skipped']} malformed records skipped"
-                     for s in metrics["data"]["sources"])
+    data = "\n".join(
+        f"- `{s['path']}` ({s['format']}): {s['dialogues']} dialogues, {s['skipped']} malformed records skipped"
+        for s in metrics["data"]["sources"]
+    )
     shown = "\n".join(f"- **{s['prompt']}** — {s['reply']}" for s in samples[:5])
     start, end = metrics["initial"], metrics["final"]
-    return f"""# {metrics['name']}
+    origin = (
+        f"fine-tuned from `{metrics['base']}`"
+        if metrics["base"]
+        else "trained from scratch with a BPE tokenizer trained on its data"
+    )
+    auto = "AutoModelForSeq2SeqLM" if metrics["family"] == "seq2seq" else "AutoModelForCausalLM"
+    m = metrics
+    return f"""# {metrics["name"]}
 
-An empathetic support-chat model for supportbot ({metrics['family']}, {metrics['parameters']:,} parameters),
-{'fine-tuned from `' + metrics['base'] + '`' if metrics['base'] else 'trained from scratch with a BPE tokenizer trained on its data'}.
+An empathetic support-chat model for supportbot ({metrics["family"]}, {metrics["parameters"]:,} parameters),
+{origin}.
 
 ## Data
 {data}
 
-{metrics['data']['train_examples']} training and {metrics['data']['validation_examples']} validation examples
-(context of {metrics['data']['context_turns']} turns plus persona; loss on response tokens only).
+{metrics["data"]["train_examples"]} training and {metrics["data"]["validation_examples"]} validation examples
+(context of {metrics["data"]["context_turns"]} turns plus persona; loss on response tokens only).
 
 ## Training
-{metrics['steps']} steps ({metrics['epochs']:.1f} epochs) on {metrics['hardware']} ({metrics['device']}, {metrics['precision']},
-{metrics['world_size']} process(es)) in {metrics['train_seconds']:.0f} s; batching: {metrics['batching']['mode']}.
+{m["steps"]} steps ({m["epochs"]:.1f} epochs) on {m["hardware"]} ({m["device"]}, {m["precision"]},
+{m["world_size"]} process(es)) in {m["train_seconds"]:.0f} s; batching: {m["batching"]["mode"]}.
 
 ## Evaluation (validation, response tokens)
 | | loss | perplexity |
 | --- | --- | --- |
-| before training | {start['eval_loss']:.3f} | {start['eval_perplexity']:.1f} |
-| after training | {end['eval_loss']:.3f} | {end['eval_perplexity']:.1f} |
+| before training | {start["eval_loss"]:.3f} | {start["eval_perplexity"]:.1f} |
+| after training | {end["eval_loss"]:.3f} | {end["eval_perplexity"]:.1f} |
 
 Sample replies (more in the run folder):
 {shown}
 
 ## Use and limits
-Loads with `AutoTokenizer` and `AutoModelFor{'Seq2SeqLM' if metrics['family'] == 'seq2seq' else 'CausalLM'}.from_pretrained`;
+Loads with `AutoTokenizer` and `{auto}.from_pretrained`;
 decoding defaults are in `generation_config.json`. It is a listener, not a counsellor: supportbot's crisis layer,
 not this model, handles risk and hands people to humans.
 """
 
 
-def export(model: PreTrainedModel, tokenizer: Any, family: Family, out: Path, metrics: dict[str, Any],
-           samples: list[dict[str, str]], generation: GenerationConfig) -> Path:
+def export(
+    model: PreTrainedModel,
+    tokenizer: Any,
+    family: Family,
+    out: Path,
+    metrics: dict[str, Any],
+    samples: list[dict[str, str]],
+    generation: GenerationConfig,
+) -> Path:
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)

@@ -54,17 +54,42 @@ def build_model(config: ModelConfig, tokenizer: Any) -> tuple[PreTrainedModel, F
         return auto.from_pretrained(config.name_or_path), family
     s = config.scratch
     if s.family == "seq2seq":
-        ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                   eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.bos_token_id,
-                   forced_eos_token_id=tokenizer.eos_token_id)
-        shape = dict(d_model=s.hidden, encoder_layers=s.layers, decoder_layers=s.layers, encoder_attention_heads=s.heads,
-                     decoder_attention_heads=s.heads, encoder_ffn_dim=s.ffn or 4 * s.hidden,
-                     decoder_ffn_dim=s.ffn or 4 * s.hidden, max_position_embeddings=s.positions, dropout=s.dropout)
-        return BlenderbotForConditionalGeneration(BlenderbotConfig(vocab_size=len(tokenizer), **shape, **ids)), "seq2seq"
+        ids = dict(
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.bos_token_id,
+            forced_eos_token_id=tokenizer.eos_token_id,
+        )
+        shape = dict(
+            d_model=s.hidden,
+            encoder_layers=s.layers,
+            decoder_layers=s.layers,
+            encoder_attention_heads=s.heads,
+            decoder_attention_heads=s.heads,
+            encoder_ffn_dim=s.ffn or 4 * s.hidden,
+            decoder_ffn_dim=s.ffn or 4 * s.hidden,
+            max_position_embeddings=s.positions,
+            dropout=s.dropout,
+        )
+        return BlenderbotForConditionalGeneration(
+            BlenderbotConfig(vocab_size=len(tokenizer), **shape, **ids)
+        ), "seq2seq"
     eos = tokenizer.eos_token_id
-    gpt2 = GPT2Config(vocab_size=len(tokenizer), n_positions=s.positions, n_embd=s.hidden, n_layer=s.layers,
-                      n_head=s.heads, n_inner=s.ffn, resid_pdrop=s.dropout, embd_pdrop=s.dropout,
-                      attn_pdrop=s.dropout, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    gpt2 = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=s.positions,
+        n_embd=s.hidden,
+        n_layer=s.layers,
+        n_head=s.heads,
+        n_inner=s.ffn,
+        resid_pdrop=s.dropout,
+        embd_pdrop=s.dropout,
+        attn_pdrop=s.dropout,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
     model_class = GPT2DoubleHeadsModel if config.distractor.enabled else GPT2LMHeadModel
     return model_class(gpt2), "causal"
 

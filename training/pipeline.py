@@ -81,15 +81,34 @@ def training_arguments(config: RunConfig) -> TrainingArguments:
     device = resolve_device(t.device)
     precision = resolve_precision(t.precision, device)
     return TrainingArguments(
-        output_dir=str(config.run_dir / "checkpoints"), max_steps=t.max_steps, learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay, warmup_steps=t.warmup_ratio, lr_scheduler_type=t.lr_scheduler,
-        gradient_accumulation_steps=t.gradient_accumulation_steps, label_smoothing_factor=t.label_smoothing,
-        max_grad_norm=t.max_grad_norm, logging_steps=t.logging_steps, logging_first_step=True,
-        eval_strategy="steps" if t.eval_steps else "no", eval_steps=t.eval_steps, save_strategy="steps",
-        save_steps=t.save_steps, save_total_limit=t.save_total_limit, seed=config.seed, data_seed=config.seed,
-        use_cpu=device == "cpu", bf16=precision == "bf16", fp16=precision == "fp16", report_to=trackers(),
-        ddp_backend="gloo" if device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None, dataloader_num_workers=t.dataloader_workers,
-        remove_unused_columns=False, torch_compile=t.torch_compile, disable_tqdm=False, ddp_find_unused_parameters=False,
+        output_dir=str(config.run_dir / "checkpoints"),
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type=t.lr_scheduler,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        label_smoothing_factor=t.label_smoothing,
+        max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if t.eval_steps else "no",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=device == "cpu",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        report_to=trackers(),
+        ddp_backend="gloo" if device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        dataloader_num_workers=t.dataloader_workers,
+        remove_unused_columns=False,
+        torch_compile=t.torch_compile,
+        disable_tqdm=False,
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -106,9 +125,15 @@ def _tokenizer(config: RunConfig, train: list[Dialogue], args: TrainingArguments
         return AutoTokenizer.from_pretrained(saved)
 
 
-def _examples(dialogues: list[Dialogue], builder: PromptBuilder, config: RunConfig, family: Family, seed: int) -> list[Example]:
-    examples = build_examples(tqdm(dialogues, desc="tokenizing", unit=" dialogues", leave=False), builder,
-                              config.data.context_turns, config.data.max_response_tokens)
+def _examples(
+    dialogues: list[Dialogue], builder: PromptBuilder, config: RunConfig, family: Family, seed: int
+) -> list[Example]:
+    examples = build_examples(
+        tqdm(dialogues, desc="tokenizing", unit=" dialogues", leave=False),
+        builder,
+        config.data.context_turns,
+        config.data.max_response_tokens,
+    )
     if config.model.distractor.enabled:
         examples = add_distractors(examples, config.model.distractor.num_candidates, seed)
     if config.batching.mode == "static":
@@ -120,8 +145,10 @@ def _check_window(model_config: Any, family: Family, prompt: int, response: int)
     positions = getattr(model_config, "max_position_embeddings", None) or model_config.n_positions
     longest = prompt + response if family == "causal" else max(prompt, response)
     if longest > positions:
-        raise ConfigError(f"data.max_prompt_tokens ({prompt}) and data.max_response_tokens ({response}) "
-                          f"do not fit the model's {positions} positions")
+        raise ConfigError(
+            f"data.max_prompt_tokens ({prompt}) and data.max_response_tokens ({response}) "
+            f"do not fit the model's {positions} positions"
+        )
 
 
 def prepare(config: RunConfig, resume: bool = False) -> Prepared:
@@ -141,13 +168,28 @@ def prepare(config: RunConfig, resume: bool = False) -> Prepared:
         raise ValueError("no validation examples: raise data.validation_fraction or add data")
     rows = config.model.distractor.num_candidates if config.model.distractor.enabled else 1
     train_plan = BatchPlan([e.lengths(family) for e in train], config.batching, rows=rows, seed=config.seed)
-    eval_plan = BatchPlan([e.lengths(family) for e in validation], config.batching, rows=rows, seed=config.seed, train=False)
+    eval_plan = BatchPlan(
+        [e.lengths(family) for e in validation], config.batching, rows=rows, seed=config.seed, train=False
+    )
     collator = Collator(family, tokenizer.pad_token_id, train_plan.multiple, distractors=rows > 1)
     # Only the Trainer's samples/s log line reads this: report the plan's mean batch size there.
     args.per_device_train_batch_size = max(1, round(len(train) / len(train_plan)))
     generation = generation_config(family, model, tokenizer, config.eval.generation)  # fail now, not after training
-    return Prepared(config, args, family, tokenizer, model, builder, train, validation, train_plan, eval_plan,
-                    collator, sources, generation)
+    return Prepared(
+        config,
+        args,
+        family,
+        tokenizer,
+        model,
+        builder,
+        train,
+        validation,
+        train_plan,
+        eval_plan,
+        collator,
+        sources,
+        generation,
+    )
 
 
 def plan_text(p: Prepared) -> str:
@@ -157,19 +199,27 @@ def plan_text(p: Prepared) -> str:
     response_tokens = sum(len(e.response) for e in p.train)
     per_step = c.train.gradient_accumulation_steps * p.args.world_size
     epochs = c.train.max_steps * per_step / max(len(p.train_plan), 1)
-    start = f"fine-tune {c.model.name_or_path}" if c.model.name_or_path else (
-        f"new {p.family} model, {c.model.scratch.layers} layers x {c.model.scratch.hidden}, "  # type: ignore[union-attr]
-        f"BPE vocabulary {len(p.tokenizer)} trained on the data")
+    start = (
+        f"fine-tune {c.model.name_or_path}"
+        if c.model.name_or_path
+        else (
+            f"new {p.family} model, {c.model.scratch.layers} layers x {c.model.scratch.hidden}, "  # type: ignore[union-attr]
+            f"BPE vocabulary {len(p.tokenizer)} trained on the data"
+        )
+    )
     budget = f"<= {b.max_tokens} padded tokens" if b.mode == "token_budget" else f"batch size {b.batch_size}"
     lines = [f"plan for run {c.name!r}"]
-    lines += [f"  data: {s.path} ({s.format}): {s.dialogues} dialogues, {s.skipped} malformed skipped" for s in p.sources]
     lines += [
-        f"  examples: {len(p.train)} train / {len(p.validation)} validation (context {c.data.context_turns} turns + persona, "
-        f"prompt <= {p.builder.max_prompt_tokens} tokens, reply <= {c.data.max_response_tokens})",
+        f"  data: {s.path} ({s.format}): {s.dialogues} dialogues, {s.skipped} malformed skipped" for s in p.sources
+    ]
+    lines += [
+        f"  examples: {len(p.train)} train / {len(p.validation)} validation "
+        f"(context {c.data.context_turns} turns + persona, prompt <= {p.builder.max_prompt_tokens} tokens, "
+        f"reply <= {c.data.max_response_tokens})",
         f"  tokens: {tokens:,} per epoch, {response_tokens:,} of them response tokens (the loss)",
         f"  model: {start}; {count_parameters(p.model):,} parameters",
-        f"  batching: {b.mode}, {budget}, pad to multiple of {p.train_plan.multiple}: {len(p.train_plan)} batches per epoch, "
-        f"{padding_fraction(p.train_plan):.1%} padding",
+        f"  batching: {b.mode}, {budget}, pad to multiple of {p.train_plan.multiple}: "
+        f"{len(p.train_plan)} batches per epoch, {padding_fraction(p.train_plan):.1%} padding",
         f"  schedule: {c.train.max_steps} steps x {per_step} batches = {epochs:.1f} epochs; lr {c.train.learning_rate} "
         f"{c.train.lr_scheduler}, warmup {c.train.warmup_ratio:.0%}, label smoothing {c.train.label_smoothing}",
         f"  device: {p.args.device} ({'bf16' if p.args.bf16 else 'fp16' if p.args.fp16 else 'fp32'}), "
@@ -183,9 +233,16 @@ def make_trainer(p: Prepared, metrics_log: Path | None) -> ResponseTrainer:
     """The pipeline's trainer; `metrics_log` is the JSONL file every logged dict is appended to."""
     distractor = p.config.model.distractor
     return ResponseTrainer(
-        model=p.model, args=p.args, train_dataset=p.train, eval_dataset=p.validation, data_collator=p.collator,
-        processing_class=p.tokenizer, callbacks=[JsonlMetrics(metrics_log)] if metrics_log else [],
-        train_plan=p.train_plan, eval_plan=p.eval_plan, shift_labels=p.family == "causal",
+        model=p.model,
+        args=p.args,
+        train_dataset=p.train,
+        eval_dataset=p.validation,
+        data_collator=p.collator,
+        processing_class=p.tokenizer,
+        callbacks=[JsonlMetrics(metrics_log)] if metrics_log else [],
+        train_plan=p.train_plan,
+        eval_plan=p.eval_plan,
+        shift_labels=p.family == "causal",
         mc_weight=distractor.loss_weight if distractor.enabled else None,
     )
 
@@ -203,18 +260,40 @@ def run(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     final = trainer.evaluate()
     device = resolve_device(config.train.device)
     metrics = {
-        "name": config.name, "family": p.family, "base": config.model.name_or_path,
-        "parameters": count_parameters(p.model), "steps": trainer.state.global_step, "epochs": trainer.state.epoch or 0.0,
-        "train_loss": result.training_loss, "initial": initial, "final": final, "train_seconds": seconds,
-        "device": device, "precision": resolve_precision(config.train.precision, device), "hardware": describe(device),
-        "world_size": p.args.world_size, "torch": torch.__version__, "transformers": transformers.__version__,
+        "name": config.name,
+        "family": p.family,
+        "base": config.model.name_or_path,
+        "parameters": count_parameters(p.model),
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch or 0.0,
+        "train_loss": result.training_loss,
+        "initial": initial,
+        "final": final,
+        "train_seconds": seconds,
+        "device": device,
+        "precision": resolve_precision(config.train.precision, device),
+        "hardware": describe(device),
+        "world_size": p.args.world_size,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
         "batching": {**config.batching.model_dump(), "padding_fraction": padding_fraction(p.train_plan)},
-        "data": {"sources": [asdict(s) for s in p.sources], "train_examples": len(p.train),
-                 "validation_examples": len(p.validation), "context_turns": config.data.context_turns},
+        "data": {
+            "sources": [asdict(s) for s in p.sources],
+            "train_examples": len(p.train),
+            "validation_examples": len(p.validation),
+            "context_turns": config.data.context_turns,
+        },
     }
     if trainer.is_world_process_zero():
-        samples = sample_replies(p.model, p.tokenizer, p.builder, config.eval.persona, config.eval.prompts, p.generation,
-                                 config.eval.sample_max_new_tokens)
+        samples = sample_replies(
+            p.model,
+            p.tokenizer,
+            p.builder,
+            config.eval.persona,
+            config.eval.prompts,
+            p.generation,
+            config.eval.sample_max_new_tokens,
+        )
         _write_samples(config.run_dir, samples)
         export(p.model, p.tokenizer, p.family, config.output_dir, metrics, samples, p.generation)
     return metrics
@@ -222,4 +301,6 @@ def run(config: RunConfig, resume: bool = False) -> dict[str, Any]:
 
 def _write_samples(run_dir: Path, samples: list[dict[str, str]]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "samples.jsonl").write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples), encoding="utf-8")
+    (run_dir / "samples.jsonl").write_text(
+        "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples), encoding="utf-8"
+    )

@@ -22,8 +22,15 @@ class ResponseTrainer(Trainer):
     and the Trainer calls `set_epoch` on the plan, so DDP ranks and resumed runs see the same order.
     """
 
-    def __init__(self, *args: Any, train_plan: BatchPlan, eval_plan: BatchPlan, shift_labels: bool,
-                 mc_weight: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        train_plan: BatchPlan,
+        eval_plan: BatchPlan,
+        shift_labels: bool,
+        mc_weight: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.train_plan = train_plan
         self.eval_plan = eval_plan
@@ -35,26 +42,35 @@ class ResponseTrainer(Trainer):
             self.model_accepts_loss_kwargs = False
 
     def get_train_dataloader(self) -> DataLoader:
-        loader = DataLoader(self.train_dataset, batch_sampler=self.train_plan, collate_fn=self.data_collator,
-                            num_workers=self.args.dataloader_num_workers)
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=self.train_plan,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+        )
         return self.accelerator.prepare(loader)
 
-    def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
-                     num_items_in_batch: Any = None) -> Any:
+    def compute_loss(
+        self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
         if self.mc_weight is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         outputs = model(**inputs)
         loss = outputs.loss + self.mc_weight * outputs.mc_loss
         return (loss, outputs) if return_outputs else loss
 
-    def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict[str, float]:
+    def evaluate(
+        self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
         """Token-weighted loss over this rank's share of the validation batches, summed over ranks."""
         started = time.perf_counter()
         batches = list(self.eval_plan)[self.args.process_index :: self.args.world_size]
         with self.autocast_smart_context_manager():
             total, count = response_nll(
-                self.model, (self._prepare_inputs(self.data_collator([self.eval_dataset[i] for i in b])) for b in batches),
-                self.shift_labels)
+                self.model,
+                (self._prepare_inputs(self.data_collator([self.eval_dataset[i] for i in b])) for b in batches),
+                self.shift_labels,
+            )
         sums = torch.tensor([total, count], dtype=torch.float64, device=self.args.device)
         if self.args.world_size > 1:
             sums = self.accelerator.reduce(sums, reduction="sum")
@@ -75,4 +91,7 @@ class JsonlMetrics(TrainerCallback):
         if state.is_world_process_zero and logs:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"time": round(time.time(), 3), "step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+                f.write(
+                    json.dumps({"time": round(time.time(), 3), "step": state.global_step, "epoch": state.epoch, **logs})
+                    + "\n"
+                )

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the dialogue lines are data; they stay one sentence per line)
 """Compose the bundled sample dialogues (support_dialogues.jsonl) from hand-written parts.
 
 Every line below was written for this project. A dialogue is one topic's opener, the listener's
@@ -18,8 +19,30 @@ OUT = Path(__file__).with_name("support_dialogues.jsonl")
 DIALOGUES_PER_TOPIC = 70
 SEED = 20240301
 
-CITIES = ["Kharkiv", "Zaporizhzhia", "Mykolaiv", "Kherson", "Dnipro", "Odesa", "Sumy", "Kyiv", "Chernihiv", "Kramatorsk"]
-RELATIVES = ["mother", "father", "brother", "sister", "grandmother", "grandfather", "husband", "wife", "son", "daughter"]
+CITIES = [
+    "Kharkiv",
+    "Zaporizhzhia",
+    "Mykolaiv",
+    "Kherson",
+    "Dnipro",
+    "Odesa",
+    "Sumy",
+    "Kyiv",
+    "Chernihiv",
+    "Kramatorsk",
+]
+RELATIVES = [
+    "mother",
+    "father",
+    "brother",
+    "sister",
+    "grandmother",
+    "grandfather",
+    "husband",
+    "wife",
+    "son",
+    "daughter",
+]
 SUBJECTS = ["maths", "chemistry", "history", "biology", "physics", "English", "law", "economics"]
 PETS = ["cat", "dog"]
 
@@ -35,9 +58,16 @@ class Persona:
 PERSONAS = [
     Persona("Sana", "baking bread", "the kitchen smells wonderful on Sunday mornings", "a grey cat called Pepper"),
     Persona("Ivo", "walking in the park", "I try to go every evening, even in the rain", "an old dog called Bruno"),
-    Persona("Mira", "reading detective novels", "I always try to guess the ending before the last chapter", "a cat who sleeps on my books"),
+    Persona(
+        "Mira",
+        "reading detective novels",
+        "I always try to guess the ending before the last chapter",
+        "a cat who sleeps on my books",
+    ),
     Persona("Tom", "playing the guitar", "I only know a few songs, but they calm me down", "a lazy ginger cat"),
-    Persona("Lena", "growing tomatoes on my balcony", "this year they finally turned red", "a little dog called Button"),
+    Persona(
+        "Lena", "growing tomatoes on my balcony", "this year they finally turned red", "a little dog called Button"
+    ),
     Persona("Ari", "drawing with pencils", "mostly birds and old houses", "a cat called Plum"),
 ]
 
@@ -89,21 +119,41 @@ TOPICS: dict[str, dict] = {
             "That is so much fear to live through. Where are you at this moment?",
         ],
         follow=[
-            ("We are safe for now, but I am so tired.", [
-                "Being that tired after so much fear makes sense. Is there a moment today when you could rest a little?",
-                "Your body has been on alert all night, no wonder you are exhausted. Could you lie down for a while today?"]),
-            ("Yes, we are in the corridor with the neighbours.", [
-                "I am glad you are not alone there. How are the people around you holding up?",
-                "It is good that you have company. Is there anything that helps you pass the time while you wait?"]),
-            ("My hands are still shaking and I cannot calm down.", [
-                "That is your body reacting to real danger, it is not a weakness. Would it help to breathe slowly with me for a minute?",
-                "It is completely natural to feel shaky after that. Try to breathe out slowly, a little longer than you breathe in. Is anyone near you?"]),
-            ("I keep thinking the next one will hit our building.", [
-                "That fear is so heavy to carry, especially at night. What usually helps you feel even a little bit steadier?",
-                "Of course your mind goes there after what you heard. You do not have to carry that thought alone. Who could you talk to today?"]),
-            ("My {relative} refuses to go down to the shelter.", [
-                "That must be so hard, worrying about them as well as yourself. Have you been able to talk about it calmly together?",
-                "It is painful when someone we love will not do what would keep them safer. How do you feel when they say no?"]),
+            (
+                "We are safe for now, but I am so tired.",
+                [
+                    "Being that tired after so much fear makes sense. Is there a moment today when you could rest a little?",
+                    "Your body has been on alert all night, no wonder you are exhausted. Could you lie down for a while today?",
+                ],
+            ),
+            (
+                "Yes, we are in the corridor with the neighbours.",
+                [
+                    "I am glad you are not alone there. How are the people around you holding up?",
+                    "It is good that you have company. Is there anything that helps you pass the time while you wait?",
+                ],
+            ),
+            (
+                "My hands are still shaking and I cannot calm down.",
+                [
+                    "That is your body reacting to real danger, it is not a weakness. Would it help to breathe slowly with me for a minute?",
+                    "It is completely natural to feel shaky after that. Try to breathe out slowly, a little longer than you breathe in. Is anyone near you?",
+                ],
+            ),
+            (
+                "I keep thinking the next one will hit our building.",
+                [
+                    "That fear is so heavy to carry, especially at night. What usually helps you feel even a little bit steadier?",
+                    "Of course your mind goes there after what you heard. You do not have to carry that thought alone. Who could you talk to today?",
+                ],
+            ),
+            (
+                "My {relative} refuses to go down to the shelter.",
+                [
+                    "That must be so hard, worrying about them as well as yourself. Have you been able to talk about it calmly together?",
+                    "It is painful when someone we love will not do what would keep them safer. How do you feel when they say no?",
+                ],
+            ),
         ],
     ),
     "displacement": dict(
@@ -122,18 +172,34 @@ TOPICS: dict[str, dict] = {
             "I can only imagine how strange everything feels. Are you somewhere you can rest properly?",
         ],
         follow=[
-            ("Everything is unfamiliar and I do not know anyone here.", [
-                "Being surrounded by strangers can feel very lonely. Is there one small place here that feels a bit more like yours?",
-                "It takes time for a new place to feel less foreign. Have you met anyone, even briefly, who was kind to you?"]),
-            ("I miss my own kitchen, my street, even my noisy neighbours.", [
-                "Those small everyday things are what makes a place home. What do you miss the most about your street?",
-                "It makes so much sense to miss them. Home is made of all those little things. Do you keep in touch with any of your neighbours?"]),
-            ("My children keep asking when we will go back.", [
-                "That is such a hard question to hear, especially when you do not know the answer. How are the children doing otherwise?",
-                "It is heartbreaking when we cannot give our children the answer they want. What do you tell them?"]),
-            ("I feel guilty that I left and others stayed.", [
-                "Many people who leave feel that, but keeping yourself and your family safe is not something to be ashamed of. Who did you leave behind?",
-                "That guilt shows how much you care about the people there. You made the best choice you could. Are you able to talk to them?"]),
+            (
+                "Everything is unfamiliar and I do not know anyone here.",
+                [
+                    "Being surrounded by strangers can feel very lonely. Is there one small place here that feels a bit more like yours?",
+                    "It takes time for a new place to feel less foreign. Have you met anyone, even briefly, who was kind to you?",
+                ],
+            ),
+            (
+                "I miss my own kitchen, my street, even my noisy neighbours.",
+                [
+                    "Those small everyday things are what makes a place home. What do you miss the most about your street?",
+                    "It makes so much sense to miss them. Home is made of all those little things. Do you keep in touch with any of your neighbours?",
+                ],
+            ),
+            (
+                "My children keep asking when we will go back.",
+                [
+                    "That is such a hard question to hear, especially when you do not know the answer. How are the children doing otherwise?",
+                    "It is heartbreaking when we cannot give our children the answer they want. What do you tell them?",
+                ],
+            ),
+            (
+                "I feel guilty that I left and others stayed.",
+                [
+                    "Many people who leave feel that, but keeping yourself and your family safe is not something to be ashamed of. Who did you leave behind?",
+                    "That guilt shows how much you care about the people there. You made the best choice you could. Are you able to talk to them?",
+                ],
+            ),
         ],
     ),
     "family_fear": dict(
@@ -151,15 +217,27 @@ TOPICS: dict[str, dict] = {
             "It makes complete sense that you are scared. What do you know so far?",
         ],
         follow=[
-            ("We spoke two days ago, they said they were fine.", [
-                "So at least you know they were fine two days ago. Connections often go down for a while. Is there someone else nearby who could check on them?",
-                "That last call is something to hold on to. How are you taking care of yourself while you wait?"]),
-            ("I check my phone every minute and I cannot focus on anything.", [
-                "Of course you do, your mind is with them. Could you ask a friend to sit with you for a while today?",
-                "Waiting like that is exhausting. Maybe put the phone on loud and step away for a few minutes. Would that feel possible?"]),
-            ("I keep imagining the worst.", [
-                "When we are afraid for someone we love, our mind goes to the darkest places. Those pictures are fear, not facts. Who else is waiting for news with you?",
-                "That is such a painful place to be. Right now you do not know that anything bad has happened. What helps you get through the hours?"]),
+            (
+                "We spoke two days ago, they said they were fine.",
+                [
+                    "So at least you know they were fine two days ago. Connections often go down for a while. Is there someone else nearby who could check on them?",
+                    "That last call is something to hold on to. How are you taking care of yourself while you wait?",
+                ],
+            ),
+            (
+                "I check my phone every minute and I cannot focus on anything.",
+                [
+                    "Of course you do, your mind is with them. Could you ask a friend to sit with you for a while today?",
+                    "Waiting like that is exhausting. Maybe put the phone on loud and step away for a few minutes. Would that feel possible?",
+                ],
+            ),
+            (
+                "I keep imagining the worst.",
+                [
+                    "When we are afraid for someone we love, our mind goes to the darkest places. Those pictures are fear, not facts. Who else is waiting for news with you?",
+                    "That is such a painful place to be. Right now you do not know that anything bad has happened. What helps you get through the hours?",
+                ],
+            ),
         ],
     ),
     "grief": dict(
@@ -178,20 +256,36 @@ TOPICS: dict[str, dict] = {
             "I am deeply sorry. Is there someone close to you who you can share this with?",
         ],
         follow=[
-            ("They were the kindest person I knew. They always made soup when I was sick.", [
-                "What a caring person. Those small acts of love stay with us. Do you have a memory of them that you hold on to?",
-                "It sounds like they looked after you in such a warm way. It is no wonder you miss them so much."],
-             {0, 1, 2, 4, 5}),
-            ("Some days I am fine, and then suddenly I cry in the shop.", [
-                "That is how grief often moves, in waves that come without warning. It does not mean you are doing anything wrong. Are you being gentle with yourself?",
-                "Grief can catch us in the most ordinary places. There is nothing wrong with crying. Who do you talk to about them?"]),
-            ("I did not get to say goodbye.", [
-                "That is so painful. Not having a goodbye can leave so much unsaid. If you could tell them something now, what would it be?",
-                "I am so sorry you did not have that chance. Some people write a letter to the person they lost. Do you think that might help you?"],
-             {0, 2, 4, 5}),
-            ("People keep telling me it will get easier.", [
-                "They probably mean well, but it can feel like they are rushing you. It is okay that it is still hard. How do you feel today?",
-                "It can be hard to hear that when the pain is so fresh. You get to grieve at your own pace. What has been the hardest moment this week?"]),
+            (
+                "They were the kindest person I knew. They always made soup when I was sick.",
+                [
+                    "What a caring person. Those small acts of love stay with us. Do you have a memory of them that you hold on to?",
+                    "It sounds like they looked after you in such a warm way. It is no wonder you miss them so much.",
+                ],
+                {0, 1, 2, 4, 5},
+            ),
+            (
+                "Some days I am fine, and then suddenly I cry in the shop.",
+                [
+                    "That is how grief often moves, in waves that come without warning. It does not mean you are doing anything wrong. Are you being gentle with yourself?",
+                    "Grief can catch us in the most ordinary places. There is nothing wrong with crying. Who do you talk to about them?",
+                ],
+            ),
+            (
+                "I did not get to say goodbye.",
+                [
+                    "That is so painful. Not having a goodbye can leave so much unsaid. If you could tell them something now, what would it be?",
+                    "I am so sorry you did not have that chance. Some people write a letter to the person they lost. Do you think that might help you?",
+                ],
+                {0, 2, 4, 5},
+            ),
+            (
+                "People keep telling me it will get easier.",
+                [
+                    "They probably mean well, but it can feel like they are rushing you. It is okay that it is still hard. How do you feel today?",
+                    "It can be hard to hear that when the pain is so fresh. You get to grieve at your own pace. What has been the hardest moment this week?",
+                ],
+            ),
         ],
     ),
     "loneliness": dict(
@@ -210,15 +304,29 @@ TOPICS: dict[str, dict] = {
             "Thank you for telling me. I am here and I am listening. What has been happening lately?",
         ],
         follow=[
-            ("A few months. Since I changed jobs I do not see anyone.", [
-                "That is a big change, and losing daily contact with people hurts. Is there anyone from your old job you liked talking to?",
-                "It makes sense that it feels empty after such a change. What kind of people do you enjoy spending time with?"], None, {0, 3}),
-            ("I just sit at home and scroll on my phone.", [
-                "Evenings like that can make the loneliness feel even bigger. Is there something you used to enjoy doing with other people?",
-                "That is understandable, it is an easy place to end up. Would a short walk outside feel possible tomorrow?"]),
-            ("I do not want to bother anyone with my problems.", [
-                "Reaching out is not a bother, people who care about you often want to hear from you. Is there one person you could send a short message to?",
-                "I hear that. But you are not a burden. You wrote to me today, and I am really glad you did. Who do you miss talking to?"]),
+            (
+                "A few months. Since I changed jobs I do not see anyone.",
+                [
+                    "That is a big change, and losing daily contact with people hurts. Is there anyone from your old job you liked talking to?",
+                    "It makes sense that it feels empty after such a change. What kind of people do you enjoy spending time with?",
+                ],
+                None,
+                {0, 3},
+            ),
+            (
+                "I just sit at home and scroll on my phone.",
+                [
+                    "Evenings like that can make the loneliness feel even bigger. Is there something you used to enjoy doing with other people?",
+                    "That is understandable, it is an easy place to end up. Would a short walk outside feel possible tomorrow?",
+                ],
+            ),
+            (
+                "I do not want to bother anyone with my problems.",
+                [
+                    "Reaching out is not a bother, people who care about you often want to hear from you. Is there one person you could send a short message to?",
+                    "I hear that. But you are not a burden. You wrote to me today, and I am really glad you did. Who do you miss talking to?",
+                ],
+            ),
         ],
     ),
     "anxiety": dict(
@@ -236,21 +344,39 @@ TOPICS: dict[str, dict] = {
             "Thank you for telling me. Let us slow down together. What is on your mind the most?",
         ],
         follow=[
-            ("I am at home, on the sofa.", [
-                "Good, you are somewhere familiar. Try pressing your feet into the floor and breathing out slowly. Can you name three things you can see?",
-                "That is a safe place to be. Let us take a slow breath together, in for four and out for six. How does your body feel now?"],
-             {0, 2}, {0}),
-            ("It started when the news about {city} came out.", [
-                "It makes sense that the news shook you. It is okay to take a break from it for a while. Do you have people in {city}?",
-                "News like that can keep our minds on high alert. Would it help to put the phone away for an hour and do something calm?"],
-             {1, 3, 4}, {1, 3}),
-            ("I am scared it will happen again.", [
-                "That fear is very common after a panic attack. It was awful, but it did pass, and it will pass again if it comes. What helped you last time?",
-                "Of course you are worried about that. Some people find it helps to have a small plan, like slow breathing or holding something cold. Would you like to try that?"],
-             {2}),
-            ("I feel a bit calmer now, talking helps.", [
-                "I am really glad to hear that. You did well to reach out. What would be a gentle thing to do for yourself this evening?",
-                "That is good to hear. Talking can take some of the weight off. Is there anything else on your mind?"]),
+            (
+                "I am at home, on the sofa.",
+                [
+                    "Good, you are somewhere familiar. Try pressing your feet into the floor and breathing out slowly. Can you name three things you can see?",
+                    "That is a safe place to be. Let us take a slow breath together, in for four and out for six. How does your body feel now?",
+                ],
+                {0, 2},
+                {0},
+            ),
+            (
+                "It started when the news about {city} came out.",
+                [
+                    "It makes sense that the news shook you. It is okay to take a break from it for a while. Do you have people in {city}?",
+                    "News like that can keep our minds on high alert. Would it help to put the phone away for an hour and do something calm?",
+                ],
+                {1, 3, 4},
+                {1, 3},
+            ),
+            (
+                "I am scared it will happen again.",
+                [
+                    "That fear is very common after a panic attack. It was awful, but it did pass, and it will pass again if it comes. What helped you last time?",
+                    "Of course you are worried about that. Some people find it helps to have a small plan, like slow breathing or holding something cold. Would you like to try that?",
+                ],
+                {2},
+            ),
+            (
+                "I feel a bit calmer now, talking helps.",
+                [
+                    "I am really glad to hear that. You did well to reach out. What would be a gentle thing to do for yourself this evening?",
+                    "That is good to hear. Talking can take some of the weight off. Is there anything else on your mind?",
+                ],
+            ),
         ],
     ),
     "exams": dict(
@@ -269,15 +395,27 @@ TOPICS: dict[str, dict] = {
             "It is so common to feel that way before exams. What subject feels the hardest right now?",
         ],
         follow=[
-            ("I have been studying for days but nothing stays in my head.", [
-                "When we are very tired, memory gets worse, not better. Short breaks and some sleep can really help. When did you last take a proper break?",
-                "That sounds exhausting. Maybe try going over just one topic at a time, slowly. Which part do you feel most unsure about?"]),
-            ("My parents will be so disappointed in me.", [
-                "It is hard to carry that fear. One test does not define you, and parents often understand more than we expect. How do you usually talk with them?",
-                "I understand why you are worried. A failed test is something you can recover from. Is there someone who could help you prepare for the retake?"]),
-            ("I think I will just give up.", [
-                "It sounds like you are really worn out. Before deciding anything, maybe rest tonight and look at it again tomorrow. What would make tomorrow a little easier?",
-                "That feeling makes sense when you are this stressed. You do not have to decide now. Is there a teacher or a friend you could ask for help?"]),
+            (
+                "I have been studying for days but nothing stays in my head.",
+                [
+                    "When we are very tired, memory gets worse, not better. Short breaks and some sleep can really help. When did you last take a proper break?",
+                    "That sounds exhausting. Maybe try going over just one topic at a time, slowly. Which part do you feel most unsure about?",
+                ],
+            ),
+            (
+                "My parents will be so disappointed in me.",
+                [
+                    "It is hard to carry that fear. One test does not define you, and parents often understand more than we expect. How do you usually talk with them?",
+                    "I understand why you are worried. A failed test is something you can recover from. Is there someone who could help you prepare for the retake?",
+                ],
+            ),
+            (
+                "I think I will just give up.",
+                [
+                    "It sounds like you are really worn out. Before deciding anything, maybe rest tonight and look at it again tomorrow. What would make tomorrow a little easier?",
+                    "That feeling makes sense when you are this stressed. You do not have to decide now. Is there a teacher or a friend you could ask for help?",
+                ],
+            ),
         ],
     ),
     "hopeless": dict(
@@ -293,15 +431,27 @@ TOPICS: dict[str, dict] = {
             "I am here and I am listening. When you say that, are you thinking about ending your life?",
         ],
         follow=[
-            ("No, I would not do anything. I am just exhausted.", [
-                "Thank you for telling me honestly. Feeling that exhausted is serious too, and you deserve support. Is there someone you trust who you could be with today?",
-                "I am glad you are safe. Being this tired for so long is hard. What has been draining you the most?"]),
-            ("Sometimes I do think about it.", [
-                "Thank you for being honest with me, that took courage. You deserve support right now from someone who can be with you. Could you call a crisis line or someone you trust today?",
-                "I am really glad you said it out loud. You do not have to go through this alone. Please reach out to a crisis line or a person near you now. Would you like help finding a number?"]),
-            ("I do not know. I just feel empty.", [
-                "Feeling empty like that is very hard. I am here with you. Have you been able to talk to anyone close to you about it?",
-                "That emptiness sounds so heavy. You reached out today, and that matters. Is there a doctor or someone you trust you could talk to this week?"]),
+            (
+                "No, I would not do anything. I am just exhausted.",
+                [
+                    "Thank you for telling me honestly. Feeling that exhausted is serious too, and you deserve support. Is there someone you trust who you could be with today?",
+                    "I am glad you are safe. Being this tired for so long is hard. What has been draining you the most?",
+                ],
+            ),
+            (
+                "Sometimes I do think about it.",
+                [
+                    "Thank you for being honest with me, that took courage. You deserve support right now from someone who can be with you. Could you call a crisis line or someone you trust today?",
+                    "I am really glad you said it out loud. You do not have to go through this alone. Please reach out to a crisis line or a person near you now. Would you like help finding a number?",
+                ],
+            ),
+            (
+                "I do not know. I just feel empty.",
+                [
+                    "Feeling empty like that is very hard. I am here with you. Have you been able to talk to anyone close to you about it?",
+                    "That emptiness sounds so heavy. You reached out today, and that matters. Is there a doctor or someone you trust you could talk to this week?",
+                ],
+            ),
         ],
     ),
     "everyday": dict(
@@ -315,54 +465,115 @@ TOPICS: dict[str, dict] = {
         ],
         answers={
             "Hi, I just wanted to talk to someone today.": [
-                "Hi, I am glad you wrote. How has your day been so far?", "Hello, I am here. What would you like to talk about?"],
+                "Hi, I am glad you wrote. How has your day been so far?",
+                "Hello, I am here. What would you like to talk about?",
+            ],
             "Hello! It finally stopped raining here.": [
-                "That is lovely news. Are you going to get outside for a while?", "Oh good, a bit of dry weather can lift the mood. What will you do today?"],
+                "That is lovely news. Are you going to get outside for a while?",
+                "Oh good, a bit of dry weather can lift the mood. What will you do today?",
+            ],
             "I made a big pot of soup today and it actually turned out well.": [
-                "That sounds delicious, well done! What kind of soup did you make?", "Nothing beats homemade soup. Who are you going to share it with?"],
+                "That sounds delicious, well done! What kind of soup did you make?",
+                "Nothing beats homemade soup. Who are you going to share it with?",
+            ],
             "What do you like to do in your free time?": [
-                "I love {hobby}, {hobby_detail}. What about you?", "Mostly {hobby}. It helps me slow down. What do you enjoy?"],
+                "I love {hobby}, {hobby_detail}. What about you?",
+                "Mostly {hobby}. It helps me slow down. What do you enjoy?",
+            ],
             "Do you have any pets?": [
-                "Yes, I have {pet}. They keep me company in the evenings. Do you have any?", "I do, {pet}. Do you like animals?"],
+                "Yes, I have {pet}. They keep me company in the evenings. Do you have any?",
+                "I do, {pet}. Do you like animals?",
+            ],
             "I had a pretty good day for once.": [
-                "That is so nice to hear! What made it good?", "I love hearing that. What happened today?"],
+                "That is so nice to hear! What made it good?",
+                "I love hearing that. What happened today?",
+            ],
         },
         follow=[
-            ("I went for a walk and met an old friend.", [
-                "What a lovely surprise. How long had it been since you last saw them?",
-                "That sounds like a really nice moment. Did you get to talk for a while?"], {0, 1, 5}),
-            ("I like cooking, and sometimes I draw.", [
-                "That is a wonderful mix. What do you like to cook the most?",
-                "Both of those are so calming. What did you draw most recently?"], {3}),
-            ("Not much, I mostly stayed at home and rested.", [
-                "Rest is important too, especially after hard weeks. Did you do anything nice for yourself?",
-                "Sometimes a quiet day is exactly what we need. How are you feeling this evening?"], {0, 1}),
-            ("I had a {pet} when I was a child. I still miss it.", [
-                "Pets become part of the family, so it makes sense that you still miss it. What was its name?",
-                "That is sweet that you still think about it. What do you remember most about it?"], {4}),
-            ("My neighbour. She is old and lives alone, so I brought her some.", [
-                "That is such a kind thing to do. I bet it meant a lot to her. Do you often look in on her?",
-                "How thoughtful of you. Sharing food is a lovely way to care for someone. How is she doing?"], {2}, {1}),
-            ("Yes, I think I will go to the market.", [
-                "That sounds nice. A little walk and some fresh air can do a lot. What will you buy?",
-                "Enjoy it! Is there something special you want to get?"], {1}),
-            ("Mushroom soup, my grandmother's recipe.", [
-                "Oh, that sounds wonderful. Recipes from grandmothers always taste of home. Do you cook often?",
-                "What a lovely way to remember her. Did she teach you how to make it?"], {2}, {0}),
+            (
+                "I went for a walk and met an old friend.",
+                [
+                    "What a lovely surprise. How long had it been since you last saw them?",
+                    "That sounds like a really nice moment. Did you get to talk for a while?",
+                ],
+                {0, 1, 5},
+            ),
+            (
+                "I like cooking, and sometimes I draw.",
+                [
+                    "That is a wonderful mix. What do you like to cook the most?",
+                    "Both of those are so calming. What did you draw most recently?",
+                ],
+                {3},
+            ),
+            (
+                "Not much, I mostly stayed at home and rested.",
+                [
+                    "Rest is important too, especially after hard weeks. Did you do anything nice for yourself?",
+                    "Sometimes a quiet day is exactly what we need. How are you feeling this evening?",
+                ],
+                {0, 1},
+            ),
+            (
+                "I had a {pet} when I was a child. I still miss it.",
+                [
+                    "Pets become part of the family, so it makes sense that you still miss it. What was its name?",
+                    "That is sweet that you still think about it. What do you remember most about it?",
+                ],
+                {4},
+            ),
+            (
+                "My neighbour. She is old and lives alone, so I brought her some.",
+                [
+                    "That is such a kind thing to do. I bet it meant a lot to her. Do you often look in on her?",
+                    "How thoughtful of you. Sharing food is a lovely way to care for someone. How is she doing?",
+                ],
+                {2},
+                {1},
+            ),
+            (
+                "Yes, I think I will go to the market.",
+                [
+                    "That sounds nice. A little walk and some fresh air can do a lot. What will you buy?",
+                    "Enjoy it! Is there something special you want to get?",
+                ],
+                {1},
+            ),
+            (
+                "Mushroom soup, my grandmother's recipe.",
+                [
+                    "Oh, that sounds wonderful. Recipes from grandmothers always taste of home. Do you cook often?",
+                    "What a lovely way to remember her. Did she teach you how to make it?",
+                ],
+                {2},
+                {0},
+            ),
         ],
     ),
 }
 
 CLOSINGS = [
-    ("Thank you for listening.", [
-        "You are very welcome. I am glad you wrote to me. I am here whenever you want to talk.",
-        "Thank you for sharing this with me. Take care of yourself, and come back any time."]),
-    ("It helps a bit to talk about it.", [
-        "I am glad it helps a little. You do not have to carry this alone.",
-        "I am really glad. You can write to me again whenever you need to."]),
-    ("I think I will try to rest now.", [
-        "That sounds like a good idea. Be gentle with yourself tonight.",
-        "Rest well. I hope tomorrow feels a little lighter."]),
+    (
+        "Thank you for listening.",
+        [
+            "You are very welcome. I am glad you wrote to me. I am here whenever you want to talk.",
+            "Thank you for sharing this with me. Take care of yourself, and come back any time.",
+        ],
+    ),
+    (
+        "It helps a bit to talk about it.",
+        [
+            "I am glad it helps a little. You do not have to carry this alone.",
+            "I am really glad. You can write to me again whenever you need to.",
+        ],
+    ),
+    (
+        "I think I will try to rest now.",
+        [
+            "That sounds like a good idea. Be gentle with yourself tonight.",
+            "Rest well. I hope tomorrow feels a little lighter.",
+        ],
+    ),
 ]
 
 
@@ -385,9 +596,14 @@ def compose(rng: random.Random) -> list[dict]:
     for topic, parts in TOPICS.items():
         for _ in range(DIALOGUES_PER_TOPIC):
             persona = rng.choice(PERSONAS)
-            slots = dict(city=rng.choice(CITIES), relative=rng.choice(RELATIVES), subject=rng.choice(SUBJECTS),
-                         pet=rng.choice(PETS) if topic != "everyday" else persona.pet,
-                         hobby=persona.hobby, hobby_detail=persona.hobby_detail)
+            slots = dict(
+                city=rng.choice(CITIES),
+                relative=rng.choice(RELATIVES),
+                subject=rng.choice(SUBJECTS),
+                pet=rng.choice(PETS) if topic != "everyday" else persona.pet,
+                hobby=persona.hobby,
+                hobby_detail=persona.hobby_detail,
+            )
             o = rng.randrange(len(parts["openers"]))
             opener = parts["openers"][o]
             if "{pet}" in opener:
@@ -399,7 +615,10 @@ def compose(rng: random.Random) -> list[dict]:
             if rng.random() < 0.6:
                 closing, closing_answers = rng.choice(CLOSINGS)
                 turns += [closing, rng.choice(closing_answers)]
-            dialogue = {"persona": persona_lines(persona, rng, grounded=topic == "everyday"), "turns": [_fill(t, slots) for t in turns]}
+            dialogue = {
+                "persona": persona_lines(persona, rng, grounded=topic == "everyday"),
+                "turns": [_fill(t, slots) for t in turns],
+            }
             if dialogue not in dialogues:
                 dialogues.append(dialogue)
     rng.shuffle(dialogues)

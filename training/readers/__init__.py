@@ -33,12 +33,21 @@ def detect_format(path: Path) -> Format:
         return "parlai"
     if first.split(" ", 1)[0].isdigit():
         return "convai2"
-    raise DataFormatError(path, 1, "cannot tell the format; set format: to one of "
-                          "empathetic_dialogues, blended_skill_talk, convai2, parlai, jsonl, telegram")
+    raise DataFormatError(
+        path,
+        1,
+        "cannot tell the format; set format: to one of "
+        "empathetic_dialogues, blended_skill_talk, convai2, parlai, jsonl, telegram",
+    )
 
 
-def read_dialogues(path: Path, fmt: Format, malformed: Malformed, persona: tuple[str, ...] = (),
-                   telegram: TelegramOptions = TelegramOptions()) -> Iterator[Dialogue]:
+def read_dialogues(
+    path: Path,
+    fmt: Format,
+    malformed: Malformed,
+    persona: tuple[str, ...] = (),
+    telegram: TelegramOptions | None = None,
+) -> Iterator[Dialogue]:
     """Stream dialogues of one source; `persona` applies where the format carries none of its own."""
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
@@ -54,5 +63,5 @@ def read_dialogues(path: Path, fmt: Format, malformed: Malformed, persona: tuple
         case "jsonl":
             return read_jsonl(path, malformed, persona)
         case "telegram":
-            return read_telegram(path, malformed, persona, telegram)
+            return read_telegram(path, malformed, persona, telegram or TelegramOptions())
     raise ValueError(f"unknown data format {fmt!r}")

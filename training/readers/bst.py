@@ -36,7 +36,7 @@ def _spoken(record: dict[str, Any]) -> list[tuple[int, str]] | None:
     elif isinstance(record.get("free_messages"), list) and isinstance(record.get("guided_messages"), list):
         seeds = record.get("previous_utterance") or []
         spoken = [(i % 2, t) for i, t in enumerate(seeds)]
-        for free, guided in zip(record["free_messages"], record["guided_messages"]):
+        for free, guided in zip(record["free_messages"], record["guided_messages"], strict=False):
             spoken += [(0, free), (1, guided)]
     else:
         return None
@@ -55,8 +55,14 @@ def read_blended_skill_talk(path: Path, malformed: Malformed) -> Iterator[Dialog
             continue
         spoken = _spoken(record)
         if spoken is None:
-            malformed(DataFormatError(path, line, 'episode needs "dialog" [[speaker 0|1, text], ...] '
-                                      'or "free_messages" and "guided_messages" lists of non-empty strings'))
+            malformed(
+                DataFormatError(
+                    path,
+                    line,
+                    'episode needs "dialog" [[speaker 0|1, text], ...] '
+                    'or "free_messages" and "guided_messages" lists of non-empty strings',
+                )
+            )
             continue
         turns = [ChatMessage("assistant" if s == _LEARNER else "user", t) for s, t in spoken]
         if d := dialogue(persona, turns, f"{path}:{line}"):

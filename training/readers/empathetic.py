@@ -30,8 +30,14 @@ def read_empathetic_dialogues(path: Path, malformed: Malformed, persona: tuple[s
             continue
         fields = line.split(",")
         if len(fields) not in (8, 9):
-            malformed(DataFormatError(path, number, f"expected 8 or 9 comma-separated fields, found {len(fields)} "
-                                      "(commas inside text must be written _comma_)"))
+            malformed(
+                DataFormatError(
+                    path,
+                    number,
+                    f"expected 8 or 9 comma-separated fields, found {len(fields)} "
+                    "(commas inside text must be written _comma_)",
+                )
+            )
             continue
         cid, idx_text, _emotion, _situation, speaker, utterance = fields[:6]
         if not idx_text.isdigit() or not speaker.strip():

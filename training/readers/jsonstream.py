@@ -97,7 +97,9 @@ def _items(scanner: _Scanner) -> Iterator[tuple[int, Any]]:
             return
 
 
-def iter_json_array(path: Path, key: str | None = None, chunk_size: int = 1 << 16) -> Iterator[tuple[str | None, int, Any]]:
+def iter_json_array(
+    path: Path, key: str | None = None, chunk_size: int = 1 << 16
+) -> Iterator[tuple[str | None, int, Any]]:
     """Yield (key, line, value): with key=None the items of a top-level array; otherwise each top-level
     member of the object as (name, line, value), except that the array under `key` is yielded item by item."""
     scanner = _Scanner(path, chunk_size)

@@ -92,8 +92,14 @@ def _messages(path: Path, malformed: Malformed, options: TelegramOptions, header
         sender, name = record.get("from_id"), record.get("from") or ""
         text, when = _text(record.get("text", "")), _time(record)
         if not isinstance(sender, str) or not isinstance(name, str) or text is None or when is None:
-            malformed(DataFormatError(path, line, 'message needs "from_id", a "date" or "date_unixtime", '
-                                      'and "text" as a string or a list of strings and {"text": ...} parts'))
+            malformed(
+                DataFormatError(
+                    path,
+                    line,
+                    'message needs "from_id", a "date" or "date_unixtime", '
+                    'and "text" as a string or a list of strings and {"text": ...} parts',
+                )
+            )
             continue
         if name.casefold().endswith("bot") or sender.casefold() in dropped or name.casefold() in dropped:
             continue
@@ -101,7 +107,9 @@ def _messages(path: Path, malformed: Malformed, options: TelegramOptions, header
             yield _Message(line, when, sender, name, text.strip())
 
 
-def _survey(path: Path, malformed: Malformed, options: TelegramOptions) -> tuple[dict[str, Any], Counter[tuple[str, str]], list[float]]:
+def _survey(
+    path: Path, malformed: Malformed, options: TelegramOptions
+) -> tuple[dict[str, Any], Counter[tuple[str, str]], list[float]]:
     """First pass: chat header, message count per (from_id, name), and the reply gaps. A malformed
     record stops it (unless skipping, which the second pass reports)."""
     header: dict[str, Any] = {}
@@ -114,7 +122,9 @@ def _survey(path: Path, malformed: Malformed, options: TelegramOptions) -> tuple
             gaps.append(max(0.0, message.time - previous.time))
         previous = message
     if "chats" in header:
-        raise DataFormatError(path, 1, "this is a whole-account export; export a single chat (result.json with 'messages')")
+        raise DataFormatError(
+            path, 1, "this is a whole-account export; export a single chat (result.json with 'messages')"
+        )
     return header, counts, gaps
 
 
@@ -132,8 +142,9 @@ def _choose_me(path: Path, options: TelegramOptions, header: dict[str, Any], cou
     raise DataFormatError(path, 1, f"choose who the model learns to be with telegram.me = one of: {listing}")
 
 
-def read_telegram(path: Path, malformed: Malformed, persona: tuple[str, ...] = (),
-                  options: TelegramOptions = TelegramOptions()) -> Iterator[Dialogue]:
+def read_telegram(
+    path: Path, malformed: Malformed, persona: tuple[str, ...] = (), options: TelegramOptions = TelegramOptions()
+) -> Iterator[Dialogue]:
     """Stream cleaned conversations from one chat export."""
     gap = parse_gap(options.gap)
     header, counts, gaps = _survey(path, malformed, options)
