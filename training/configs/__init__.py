@@ -1,0 +1,1 @@
+"""Bundled data files (a package so that wheels include them)."""
