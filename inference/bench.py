@@ -134,7 +134,7 @@ async def serving(
 
 async def run_batched(
     engine: Engine, workload: Workload, params: GenerationParams, *, via: Literal["http", "inprocess"],
-    max_batch_size: int, max_wait_ms: float,
+    max_batch_size: int, max_wait_ms: float, max_beam_rows: int | None,
 ) -> tuple[Figures, dict[int, str], float]:
     """Drive the conversations concurrently; return figures, reply text by request index, mean batch size."""
     texts: dict[int, str] = {}
@@ -143,7 +143,9 @@ async def run_batched(
     tokens: list[int] = []
     total = len(workload.requests)
     offsets = [sum(len(c) for c in workload.conversations[:i]) for i in range(len(workload.conversations))]
-    options = dict(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max(256, total))
+    options = dict(
+        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max(256, total), max_beam_rows=max_beam_rows
+    )
     async with serving(engine, params, via, **options) as (ask, scheduler):
         await ask(workload.requests[0])  # warm-up, not timed
         batches, requests = scheduler.batches, scheduler.batched_requests
@@ -223,7 +225,7 @@ def run_continuous(engine: Engine, workload: Workload, params: GenerationParams)
 
 def bench(
     engine: Engine, *, concurrency: int, turns: int, max_tokens: int, decoding: Decoding, via: Literal["http", "inprocess"],
-    sample: int, max_batch_size: int, max_wait_ms: float, continuous: bool,
+    sample: int, max_batch_size: int, max_wait_ms: float, max_beam_rows: int | None, continuous: bool,
 ) -> dict[str, Any]:
     """One full comparison; returns everything the command prints."""
     load_before = os.getloadavg()
@@ -233,7 +235,10 @@ def bench(
     alone = Sequential({}, [])
     run_sequential(engine, workload, params, chosen[::2], alone)
     batched, texts, mean_batch = asyncio.run(
-        run_batched(engine, workload, params, via=via, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+        run_batched(
+            engine, workload, params, via=via, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+            max_beam_rows=max_beam_rows,
+        )
     )
     run_sequential(engine, workload, params, chosen[1::2], alone)
     sequential = alone.figures()

@@ -54,6 +54,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-budget", type=int, help="prompt tokens kept (default: per family)")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a request waits for batch mates")
+    parser.add_argument("--max-beam-rows", type=int,
+                        help="cap on beam hypotheses per batch (default 40 on CPU, none elsewhere)")
 
 
 def _load(args: argparse.Namespace):
@@ -75,7 +77,7 @@ def run_worker(args: argparse.Namespace) -> int:
     limits = Limits(max_tokens=args.max_request_tokens, max_messages=args.max_messages,
                     max_message_chars=args.max_message_chars)
     app = create_app(engine, model_name=args.served_model_name, limits=limits, max_batch_size=args.max_batch_size,
-                     max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
+                     max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_beam_rows=args.max_beam_rows)
     try:
         asyncio.run(serve(app, args.host, args.port))
     except KeyboardInterrupt:
@@ -93,7 +95,7 @@ def run_bench(args: argparse.Namespace) -> int:
     report = bench(
         engine, concurrency=args.concurrency, turns=args.turns, max_tokens=args.max_tokens, decoding=args.decoding,
         via=args.via, sample=args.baseline_sample, max_batch_size=args.max_batch_size,
-        max_wait_ms=args.max_wait_ms, continuous=args.continuous_batching,
+        max_wait_ms=args.max_wait_ms, max_beam_rows=args.max_beam_rows, continuous=args.continuous_batching,
     )
     print(render(report))
     if args.json:

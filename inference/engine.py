@@ -6,6 +6,11 @@ pad and turn separator are both EOS, so a mask inferred from pad ids would hide 
 breaks) and explicit position ids that start at 0 on each row's first real token. Encoder-decoder
 models (BlenderBot) learn absolute positions from index 0, so their encoder input is padded on
 the right.
+
+On CPU, a causal batch's prompts are first run one by one (all but their last token), and their
+key/value states laid side by side, left-padded, in one preallocated cache; `generate` then
+starts from there. A padded batch would spend a third of its prefill on padding, and its large
+activations fall out of the CPU caches; beam search would also run each prompt once per beam.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -26,12 +32,14 @@ from transformers import (
     GenerationConfig,
     PreTrainedModel,
     StoppingCriteria,
+    StaticCache,
     StoppingCriteriaList,
 )
-from transformers.activations import GELUTanh, NewGELUActivation
+from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation.streamers import BaseStreamer
 
 from inference.api import ChatMessage, GenerationParams
+from inference.cpu import fuse_gelu, pack_linears, packing_available, quantize_int8
 from inference.device import pick_device, pick_dtype
 from inference.generation import apply_family_defaults, request_config
 from inference.prompt import Family, PromptBuilder, default_prompt_budget, family_of, split_messages
@@ -85,6 +93,7 @@ class Engine:
         # On CPU a preallocated KV cache saves the per-step concatenation that dominates large
         # batches; elsewhere transformers would compile the model for it, once per batch shape.
         self._cache = "static" if self.device.type == "cpu" else None
+        self._ragged_prefill = self.device.type == "cpu" and self.family == "causal"
         self._pad_multiple = HPU_PAD_MULTIPLE if self.device.type == "hpu" else 1
         self._generate_extras: dict[str, Any] = (
             dict(lazy_mode=True, hpu_graphs=True) if self.device.type == "hpu" else {}
@@ -117,9 +126,15 @@ class Engine:
         start = inputs["input_ids"].shape[1] if self.family == "causal" else 1  # seq2seq: after decoder start
         beams = (config.num_beams or 1) > 1
         config = copy.deepcopy(config)
-        config.cache_implementation = self._cache
+        # Beam search copies its whole cache every step to follow its beams: the shorter a
+        # growing cache is, the less it copies, so only the other modes preallocate.
+        static = self._cache == "static" and not beams
+        config.cache_implementation = "static" if static else None
         if not beams:
             config.max_new_tokens = max(limits)
+        if self._ragged_prefill and start > 1:
+            inputs["past_key_values"] = self._prefill(prompts, start, config.max_new_tokens, config.num_beams or 1, static)
+            config.cache_implementation = None
         stopping = StoppingCriteriaList([] if beams else [_RowLimits(start, limits, self.device)])
         streamer = _RowStreamer(on_token) if on_token and not beams else None
         if seed is not None:
@@ -143,6 +158,33 @@ class Engine:
         if self.family == "causal":
             inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
         return {key: value.to(self.device) for key, value in inputs.items()}
+
+    def _prefill(
+        self, prompts: Sequence[list[int]], width: int, new_tokens: int, copies: int, static: bool
+    ) -> Cache:
+        """Every prompt but its last token, run alone, merged into one left-padded cache of
+        `width - 1` filled positions (each row repeated `copies` times, for beam search)."""
+        past = width - 1
+        rows = [
+            self.model.base_model(input_ids=torch.tensor([p[:-1]], device=self.device), use_cache=True).past_key_values
+            if len(p) > 1 else None
+            for p in prompts
+        ]
+        config = self.model.config
+        cache = StaticCache(config=config, max_cache_len=width + new_tokens) if static else DynamicCache(config=config)
+        template = next(row for row in rows if row is not None)
+        for index in range(len(cache.layers)):
+            merged = []
+            for kind in ("keys", "values"):
+                like = getattr(template.layers[index], kind)
+                parts = [
+                    F.pad(getattr(row.layers[index], kind), (0, 0, past - (len(p) - 1), 0))
+                    if row is not None else like.new_zeros(1, like.shape[1], past, like.shape[3])
+                    for row, p in zip(rows, prompts)
+                ]
+                merged.append(torch.cat(parts).repeat_interleave(copies, dim=0))
+            cache.update(*merged, index)
+        return cache
 
     def _finish(self, row: list[int], prompt_tokens: int, limit: int) -> Generated:
         row = row[:limit]
@@ -204,22 +246,14 @@ def load_model(
         network, tokenizer = _load(model, target, precision)
     except Exception as exc:  # every failure below is reported the same way: what, and why
         raise ModelLoadError(f"cannot load model {model!r}: {type(exc).__name__}: {exc}") from exc
-    if int8:
-        from inference.quantize import quantize_int8
-
-        network = quantize_int8(network)
-    _fuse_gelu(network)
+    if target.type == "cpu":
+        fuse_gelu(network)
+        if int8:
+            network = quantize_int8(network)
+        elif packing_available():
+            pack_linears(network)
     log.info("loaded %s (%s) on %s as %s%s", model, family_of(network.config), target, precision, " int8" if int8 else "")
     return Engine(network, tokenizer, name=model, prompt_budget=prompt_budget)
-
-
-def _fuse_gelu(model: PreTrainedModel) -> None:
-    """GPT-2's tanh-GELU written as five tensor ops becomes PyTorch's single fused kernel: the
-    same function up to rounding, and a quarter of the CPU time of a large decode batch."""
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, NewGELUActivation):
-                setattr(module, name, GELUTanh())
 
 
 def _looks_like_path(model: str) -> bool:

@@ -6,6 +6,9 @@ or when the oldest has waited `max_wait_ms`; requests that arrive while a batch 
 next one. Only requests with the same decoding settings share a batch (see
 `generation.batch_key`). A request whose caller gives up (client disconnected, timeout) is
 dropped from the queue. When the queue is full new requests are refused with `Overloaded`.
+Beam search batches are also capped in hypotheses (`max_beam_rows`): it copies its whole
+key/value cache every step to follow its beams, and on CPU a batch of more than about 40
+hypotheses outgrows the processor cache and gets slower per request than running alone.
 
 Transformers' continuous batching (`generate_batch`, `ContinuousBatchingManager`) was measured
 against this on CPU and lost (see `bench inference --continuous-batching`), so it is not used
@@ -33,6 +36,7 @@ from inference.metrics import WorkerMetrics
 log = logging.getLogger(__name__)
 
 TokenSink = Callable[[int], None]  # receives each generated token id, on the event loop
+CPU_BEAM_ROWS = 40
 
 
 class Overloaded(Exception):
@@ -72,12 +76,14 @@ class Scheduler:
         max_batch_size: int = 32,
         max_wait_ms: float = 10.0,
         max_queue: int = 256,
+        max_beam_rows: int | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1:
             raise ValueError("max_batch_size and max_queue must be at least 1")
         self.engine = engine
         self.max_batch_size = max_batch_size
+        self.max_beam_rows = max_beam_rows or (CPU_BEAM_ROWS if engine.device.type == "cpu" else None)
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
         self.metrics = metrics
@@ -196,7 +202,7 @@ class Scheduler:
                 self._queue.popleft()
                 continue
             remaining = head.arrived + self.max_wait - time.perf_counter()
-            if remaining <= 0 or len(self._compatible(head)) >= self.max_batch_size:
+            if remaining <= 0 or len(self._compatible(head)) >= self._batch_limit(head):
                 break
             self._arrival.clear()
             try:
@@ -205,10 +211,17 @@ class Scheduler:
                 pass
         if not self._queue:
             return []
-        batch = self._compatible(self._queue[0])[: self.max_batch_size]
+        head = self._queue[0]
+        batch = self._compatible(head)[: self._batch_limit(head)]
         for job in batch:
             self._queue.remove(job)
         return batch
+
+    def _batch_limit(self, head: _Job) -> int:
+        beams = head.config.num_beams or 1
+        if beams == 1 or self.max_beam_rows is None:
+            return self.max_batch_size
+        return max(1, min(self.max_batch_size, self.max_beam_rows // beams))
 
     def _compatible(self, head: _Job) -> list[_Job]:
         if head.key is None:

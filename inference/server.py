@@ -48,6 +48,7 @@ def create_app(
     max_batch_size: int = 32,
     max_wait_ms: float = 10.0,
     max_queue: int = 256,
+    max_beam_rows: int | None = None,
 ) -> web.Application:
     """The worker application around a loaded engine; the scheduler runs while the app does."""
     limits = limits or Limits()
@@ -59,7 +60,8 @@ def create_app(
     app[METRICS] = metrics
     app[STARTED] = int(time.time())
     app[SCHEDULER] = Scheduler(
-        engine, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue, metrics=metrics
+        engine, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
+        max_beam_rows=max_beam_rows, metrics=metrics,
     )
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)

@@ -10,7 +10,7 @@ from transformers.pytorch_utils import Conv1D
 from inference.api import ChatMessage, GenerationParams
 from inference.device import pick_device, pick_dtype
 from inference.engine import ModelLoadError, load_model
-from inference.quantize import conv1d_to_linear
+from inference.cpu import conv1d_to_linear
 from inference.synthetic import build_model
 from tests.inference_fixtures import tiny_engines, tiny_model_dirs  # noqa: F401
 

@@ -62,6 +62,16 @@ async def test_different_decoding_settings_never_share_a_batch(causal):
     assert (scheduler.batches, scheduler.batched_requests) == (2, 3)
 
 
+async def test_beam_batches_are_capped_in_hypotheses(causal):
+    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50, max_beam_rows=6)
+    prompt = causal.prompt_ids(CHATS[0])
+    beam = GenerationParams(temperature=0, num_beams=3, max_tokens=4)
+    await asyncio.gather(*(scheduler.generate(prompt, beam) for _ in range(4)))
+    await asyncio.gather(*(scheduler.generate(prompt, GREEDY) for _ in range(4)))
+    await scheduler.aclose()
+    assert (scheduler.batches, scheduler.batched_requests) == (3, 8)  # 2 + 2 beam requests, then 4 greedy
+
+
 async def test_different_max_tokens_share_a_greedy_batch(causal):
     scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50)
     prompt = causal.prompt_ids(CHATS[0])

@@ -1,0 +1,87 @@
+"""Making a model fast on CPU: oneDNN-packed linear layers, fused GELU, int8 dynamic quantization.
+
+PyTorch's default CPU matmul repacks each weight on every call, which is costly exactly where a
+serving batch lives (a few to a few dozen rows): reordering the weights once into oneDNN's
+blocked layout runs the same fp32/bf16 math 2-4x faster (the kernels PyTorch's own inductor
+uses for frozen CPU models). `torch.ao.quantization.quantize_dynamic` only swaps `nn.Linear`,
+and GPT-2 (DialoGPT) builds its projections from transformers' `Conv1D`, which it would silently
+skip, so those become equivalent `nn.Linear` layers first. torch marks `torch.ao.quantization`
+deprecated in favour of torchao, but it is still the dependency-free way to fbgemm int8 kernels.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+from transformers.activations import GELUTanh, NewGELUActivation
+from transformers.pytorch_utils import Conv1D
+
+
+class PackedLinear(nn.Module):
+    """An inference-only nn.Linear whose weight oneDNN has reordered once for fast matmuls."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), None)
+        self.bias = None if linear.bias is None else linear.bias.detach().clone()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def packing_available() -> bool:
+    """oneDNN is built into this torch and exposes the packed-linear kernels."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _replace(model: nn.Module, kind: type[nn.Module], build) -> int:
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, kind):
+                setattr(parent, name, build(child))
+                replaced += 1
+    return replaced
+
+
+def conv1d_to_linear(model: nn.Module) -> int:
+    """Replace every transformers Conv1D (y = x @ W + b, W of shape in x out) by the same nn.Linear."""
+
+    def linear(conv: Conv1D) -> nn.Linear:
+        in_features, out_features = conv.weight.shape
+        layer = nn.Linear(in_features, out_features, dtype=conv.weight.dtype, device=conv.weight.device)
+        with torch.no_grad():
+            layer.weight.copy_(conv.weight.t())
+            layer.bias.copy_(conv.bias)
+        return layer
+
+    return _replace(model, Conv1D, linear)
+
+
+def pack_linears(model: nn.Module) -> int:
+    """Swap every linear layer (GPT-2's Conv1D included) for a PackedLinear; returns how many."""
+    conv1d_to_linear(model)
+    with torch.no_grad():
+        return _replace(model, nn.Linear, PackedLinear)
+
+
+def fuse_gelu(model: nn.Module) -> int:
+    """GPT-2's tanh-GELU written as five tensor ops becomes PyTorch's single fused kernel: the
+    same function up to rounding, a quarter of the CPU time of a large decode batch."""
+    return _replace(model, NewGELUActivation, lambda _: GELUTanh())
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """Int8 weights, activations quantized on the fly: CPU only, fp32 models only."""
+    if next(model.parameters()).dtype != torch.float32:
+        raise ValueError("int8 dynamic quantization needs an fp32 model")
+    conv1d_to_linear(model)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(quantization|quantize_per).*")
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
