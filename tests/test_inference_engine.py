@@ -10,7 +10,7 @@ from transformers.pytorch_utils import Conv1D
 from inference.api import ChatMessage, GenerationParams
 from inference.device import pick_device, pick_dtype
 from inference.engine import ModelLoadError, load_model
-from inference.cpu import conv1d_to_linear
+from inference.cpu import PackedLinear, conv1d_to_linear, pack_linears, packing_available
 from inference.synthetic import build_model
 from tests.inference_fixtures import tiny_engines, tiny_model_dirs  # noqa: F401
 
@@ -144,6 +144,25 @@ def test_conv1d_to_linear_keeps_the_function():
         after = model(ids).logits
     assert not any(isinstance(m, Conv1D) for m in model.modules())
     torch.testing.assert_close(before, after)
+
+
+@pytest.mark.parametrize("spec", ["tiny-causal", "tiny-seq2seq"])
+def test_packed_linears_compute_the_same_function(spec):
+    model, _ = build_model(spec)
+    ids = torch.randint(5, 500, (2, 9))
+    kwargs = {"decoder_input_ids": ids[:, :4]} if model.config.is_encoder_decoder else {}
+    with torch.no_grad():
+        before = model(ids, **kwargs).logits
+        assert pack_linears(model) > 0
+        after = model(ids, **kwargs).logits
+    assert not any(isinstance(m, (Conv1D, torch.nn.Linear)) for m in model.modules())
+    torch.testing.assert_close(before, after, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN packed linear")
+def test_cpu_engine_serves_with_packed_linears(tiny_engines):  # noqa: F811
+    assert any(isinstance(m, PackedLinear) for m in tiny_engines["causal"].model.modules())
+    assert any(isinstance(m, PackedLinear) for m in tiny_engines["seq2seq"].model.modules())
 
 
 def test_int8_quantizes_gpt2_projections(tiny_model_dirs):  # noqa: F811
