@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.crisis import commands
+from bot.crisis.lexicon import load_lexicon
 
 
 def run(argv: list[str]) -> int:
@@ -24,8 +25,9 @@ def test_check_prints_level_tags_and_evidence(capsys: pytest.CaptureFixture[str]
     assert run(["crisis", "check", "tonight", "--context", "I saved my pills", "--context", "I want to die"]) == 0
     out = capsys.readouterr().out
     assert "level: emergency (label crisis)" in out
-    assert "combination: combo.plan_means_time @ combinations-2025.11.21.1" in out
-    assert "context: en.self.want_die @ en-2025.11.21.1" in out
+    versions = load_lexicon().versions
+    assert f"combination: combo.plan_means_time @ {versions['combinations.yaml']}" in out
+    assert f"context: en.self.want_die @ {versions['en.yaml']}" in out
 
 
 def test_check_json_and_safe_reply(capsys: pytest.CaptureFixture[str]) -> None:
