@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot import metrics
 from bot.alerts import Alert, OperatorAlerts, excerpt
@@ -27,7 +28,8 @@ from bot.settings import Settings
 from bot.texts import builtin_personas, text
 from db import repo
 from db.engine import DATABASE_ERRORS, Database
-from db.models import Conversation, ConversationStatus, Message, MessageStatus, Role, User
+from db.models import Conversation, ConversationStatus, MessageStatus, Role
+from db.repo import ConversationState, Pending, Person
 from inference.api import BackendError, ChatBackend, ChatMessage, Completion, GenerationParams
 
 log = logging.getLogger(__name__)
@@ -76,11 +78,18 @@ class TurnResult:
 class _Turn(NamedTuple):
     """A claimed message with everything needed to answer it."""
 
-    message: Message
-    user: User
-    conversation: Conversation
-    earlier: list[Message]
+    message: Pending
+    user: Person
+    conversation: ConversationState
+    earlier: list[Row[Any]]  # (role, text) of the finished messages before it, oldest first
     persona: list[str]
+
+
+class _Queued(NamedTuple):
+    """A stored message behind the same person's earlier ones."""
+
+    message: Pending
+    user: Person
 
 
 class Dialogue:
@@ -131,54 +140,57 @@ class Dialogue:
             metrics.DB_ERRORS.labels("receive").inc()
             log.exception("database failed storing an incoming %s message", incoming.channel)
             return await self._answer_without_database(incoming, body)
-        if isinstance(turn, Message):  # queued behind the same user's earlier messages
+        if isinstance(turn, _Queued):  # behind the same user's earlier messages
             try:
                 turn = await self._wait_for_turn(turn)
             except DATABASE_ERRORS:
                 metrics.DB_ERRORS.labels("queue").inc()
-                log.exception("database failed while message %s waited for its turn", turn.id)
+                log.exception("database failed while message %s waited for its turn", turn.message.id)
                 return await self._answer_without_database(incoming, body)
         return await self._respond(turn)
 
-    async def _receive(self, incoming: Incoming, body: str) -> _Turn | Message:
+    async def _receive(self, incoming: Incoming, body: str) -> _Turn | _Queued:
         """Store the message; when nothing of this user's is ahead of it, claim it and load its context
         in the same transaction (the common case costs one transaction before the model is asked)."""
-        async with self.db.transaction() as session:
-            user = await repo.get_or_create_user(
-                session, incoming.channel, incoming.external_id, locale=incoming.locale, contact=incoming.contact
+        async with self.db.begin() as conn:
+            user, message, conversation = await repo.receive(
+                conn,
+                incoming.channel,
+                incoming.external_id,
+                body,
+                incoming.channel_message_id,
+                self._lease,
+                locale=incoming.locale,
+                contact=incoming.contact,
             )
-            await repo.lock_user(session, user.id)
-            conversation = await repo.open_conversation(session, user.id)
-            message = await repo.add_user_message(session, user, conversation, body, incoming.channel_message_id)
-            return await self._claim(session, message) or message
+            if conversation is None:
+                return _Queued(message, user)
+            return await self._context(conn, message, user, conversation)
 
-    async def _wait_for_turn(self, message: Message) -> _Turn:
+    async def _wait_for_turn(self, queued: _Queued) -> _Turn:
         """Poll until every earlier message of this user is finished (the order lives in the database,
         so it holds across bot replicas), then claim this one."""
         delay = _POLL_FIRST_S
         while True:
             await asyncio.sleep(delay)
-            async with self.db.transaction() as session:
-                await repo.lock_user(session, message.user_id)
-                turn = await self._claim(session, message)
-            if turn is not None:
-                return turn
+            async with self.db.begin() as conn:
+                conversation = await repo.claim(conn, queued.message, self._lease)
+                if conversation is not None:
+                    return await self._context(conn, queued.message, queued.user, conversation)
             delay = min(delay * 2, _POLL_MAX_S)
 
-    async def _claim(self, session: AsyncSession, message: Message) -> _Turn | None:
-        if not await repo.claim_turn(session, message, self._lease):
-            return None
-        user = await session.get_one(User, message.user_id)
-        conversation = await session.get_one(Conversation, message.conversation_id)
-        earlier = await repo.history(session, message, max(self.settings.history_turns, RECENT_USER_TURNS * 2))
-        return _Turn(message, user, conversation, earlier, await self._persona(session, user))
+    async def _context(
+        self, conn: AsyncConnection, message: Pending, user: Person, conversation: ConversationState
+    ) -> _Turn:
+        earlier = await repo.history(conn, message, max(self.settings.history_turns, RECENT_USER_TURNS * 2))
+        return _Turn(message, user, conversation, earlier, await self._persona(conn, user))
 
-    async def _persona(self, session: AsyncSession, user: User) -> list[str]:
+    async def _persona(self, conn: AsyncConnection, user: Person) -> list[str]:
         """The lines the model speaks as: the user's own, their chosen persona, or the default."""
         if user.persona_lines:
             return list(user.persona_lines)
         if not self._personas:
-            self._personas = await repo.persona_table(session)
+            self._personas = await repo.persona_table(conn)
         chosen = self._personas.get(user.persona_id) if user.persona_id is not None else None
         return chosen or self._personas.get(self.default_persona, [])
 
@@ -199,11 +211,11 @@ class Dialogue:
 
     async def _model_reply(
         self,
-        message: Message,
-        conversation: Conversation,
-        user: User,
+        message: Pending,
+        conversation: ConversationState,
+        user: Person,
         persona: list[str],
-        earlier: Sequence[Message],
+        earlier: Sequence[Row[Any]],
         assessment: Assessment,
         level: Level,
     ) -> TurnResult:
@@ -226,16 +238,21 @@ class Dialogue:
             # The conversation is still at risk: keep the way to a person in view.
             reply = f"{reply}\n\n{self.safety.safe_reply(assessment, user.locale, user.country).text}"
         try:
-            async with self.db.transaction() as session:
-                stored = await repo.add_reply(
-                    session, message, reply, model=model_name, latency_ms=latency_ms, risk_level=int(level)
+            async with self.db.begin() as conn:
+                reply_id = await repo.answer(
+                    conn,
+                    message,
+                    reply,
+                    assessed=int(assessment.level),
+                    model=model_name,
+                    latency_ms=latency_ms,
+                    risk_level=int(level),
                 )
-                await repo.finish(session, message.id, MessageStatus.ANSWERED, int(assessment.level))
         except DATABASE_ERRORS:
             return await self._store_failed(message, reply, outcome, level)
-        return TurnResult(reply, outcome, level, message_id=message.id, reply_id=stored.id, assessment=assessment)
+        return TurnResult(reply, outcome, level, message_id=message.id, reply_id=reply_id, assessment=assessment)
 
-    async def _complete(self, persona: list[str], earlier: Sequence[Message], latest: str) -> Completion:
+    async def _complete(self, persona: list[str], earlier: Sequence[Row[Any]], latest: str) -> Completion:
         if self.backend is None:
             raise BackendError("no inference backend is configured")
         budget = self.settings.context_tokens * CHARS_PER_TOKEN - len(latest)
@@ -255,20 +272,30 @@ class Dialogue:
             raise BackendError(f"no reply within {self.settings.reply_timeout_s}s") from exc
 
     async def _crisis(
-        self, message: Message, conversation: Conversation, user: User, assessment: Assessment, level: Level
+        self, message: Pending, conversation: ConversationState, user: Person, assessment: Assessment, level: Level
     ) -> TurnResult:
         safe = self.safety.safe_reply(assessment, user.locale, user.country)
         reason = _reason(assessment)
         try:
             async with self.db.transaction() as session:
-                stored = await repo.add_reply(session, message, safe.text, risk_level=int(level))
-                await repo.finish(session, message.id, MessageStatus.ANSWERED, int(assessment.level))
+                reply_id = await repo.answer(
+                    await session.connection(),
+                    message,
+                    safe.text,
+                    assessed=int(assessment.level),
+                    risk_level=int(level),
+                )
                 current = await session.get_one(Conversation, conversation.id)
                 current.risk_level = max(current.risk_level, int(level))
                 escalation = await repo.active_escalation(session, conversation.id)
                 if escalation is None:
                     escalation = await repo.open_escalation(
-                        session, current, message, level=int(level), reason=reason, helpline_shown=safe.helplines_shown
+                        session,
+                        current,
+                        message.id,
+                        level=int(level),
+                        reason=reason,
+                        helpline_shown=safe.helplines_shown,
                     )
                     metrics.ESCALATIONS.labels(level.name.lower()).inc()
                 else:
@@ -298,12 +325,14 @@ class Dialogue:
             Outcome.CRISIS,
             level,
             message_id=message.id,
-            reply_id=stored.id,
+            reply_id=reply_id,
             escalation_id=escalation_id,
             assessment=assessment,
         )
 
-    async def _to_operator(self, message: Message, conversation: Conversation, user: User, level: Level) -> TurnResult:
+    async def _to_operator(
+        self, message: Pending, conversation: ConversationState, user: Person, level: Level
+    ) -> TurnResult:
         """An operator holds the conversation: the model stays silent and the operator sees the message."""
         try:
             async with self.db.transaction() as session:
@@ -328,7 +357,7 @@ class Dialogue:
             return TurnResult(safe.text, Outcome.CRISIS, assessment.level, assessment=assessment)
         return TurnResult(text("fallback", incoming.locale), Outcome.FALLBACK, assessment.level, assessment=assessment)
 
-    async def _store_failed(self, message: Message, reply: str, outcome: Outcome, level: Level) -> TurnResult:
+    async def _store_failed(self, message: Pending, reply: str, outcome: Outcome, level: Level) -> TurnResult:
         metrics.DB_ERRORS.labels("reply").inc()
         log.exception("database failed storing the reply to message %s", message.id)
         try:

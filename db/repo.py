@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Row, bindparam, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from db.models import (
@@ -58,11 +61,11 @@ async def persona_by_key(session: AsyncSession, key: str) -> Persona | None:
     return await session.scalar(select(Persona).where(Persona.key == key))
 
 
-async def persona_table(session: AsyncSession) -> dict[int | str, list[str]]:
+async def persona_table(conn: AsyncConnection) -> dict[int | str, list[str]]:
     """Every built-in persona's lines by id and by key (they change only when a process starts)."""
     table: dict[int | str, list[str]] = {}
-    for persona in await list_personas(session):
-        table[persona.id] = table[persona.key] = list(persona.lines)
+    for persona_id, key, lines in await conn.execute(select(Persona.id, Persona.key, Persona.lines)):
+        table[persona_id] = table[key] = list(lines)
     return table
 
 
@@ -90,16 +93,6 @@ async def get_or_create_user(
         user = await find_user(session, channel, external_id)
         assert user is not None, "a user that violated the unique key must exist"
     return user
-
-
-async def lock_user(session: AsyncSession, user_id: int) -> None:
-    """Serialise one user's queue operations until the transaction ends.
-
-    On PostgreSQL this row lock makes "store a message, then check what is ahead of it" atomic, so
-    message ids are handed out in queue order; SQLite's BEGIN IMMEDIATE already serialises writers.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
 async def current_conversation(session: AsyncSession, user_id: int) -> Conversation | None:
@@ -145,76 +138,11 @@ async def delete_user(session: AsyncSession, user_id: int) -> None:
 # --- messages and the per-user turn queue ----------------------------------------------------
 
 
-def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
-    """The dialect's INSERT, which knows ON CONFLICT (both SQLite and PostgreSQL have it)."""
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
-async def add_user_message(
-    session: AsyncSession, user: User, conversation: Conversation, text: str, channel_message_id: str | None
-) -> Message:
-    """Store an incoming message as pending; raise DuplicateMessage on a redelivery.
-
-    One INSERT … ON CONFLICT DO NOTHING RETURNING: a redelivered channel message id inserts nothing.
-    The returned Message is a detached record of what was written.
-    """
-    values = {
-        "conversation_id": conversation.id,
-        "user_id": user.id,
-        "role": Role.USER,
-        "text": text,
-        "channel_message_id": channel_message_id,
-        "status": MessageStatus.PENDING,
-        "created_at": utcnow(),
-    }
-    inserted = await session.scalar(
-        _insert(session)(Message)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["user_id", "channel_message_id"])
-        .returning(Message.id)
-    )
-    if inserted is None:
-        existing = await find_message(session, user.id, channel_message_id or "")
-        assert existing is not None, "a conflicting insert means the message exists"
-        raise DuplicateMessage(existing.id)
-    return Message(id=inserted, **values)
-
-
 async def find_message(session: AsyncSession, user_id: int, channel_message_id: str) -> Message | None:
     """A user's message by the id its channel gave it."""
     return await session.scalar(
         select(Message).where(Message.user_id == user_id, Message.channel_message_id == channel_message_id)
     )
-
-
-async def claim_turn(session: AsyncSession, message: Message, lease: timedelta) -> bool:
-    """Mark the message as being answered, unless an earlier message of the same user is unfinished.
-
-    Turns of one user run in message-id order across all processes. A message whose turn was
-    claimed (or queued) longer than `lease` ago belongs to a process that died; it stops blocking.
-    """
-    cutoff = utcnow() - lease
-    earlier = aliased(Message)
-    ahead = (
-        select(earlier.id)
-        .where(
-            earlier.user_id == message.user_id,
-            earlier.role == Role.USER,
-            earlier.id < message.id,
-            or_(
-                (earlier.status == MessageStatus.PROCESSING) & (earlier.claimed_at > cutoff),
-                (earlier.status == MessageStatus.PENDING) & (earlier.created_at > cutoff),
-            ),
-        )
-        .exists()
-    )
-    claimed = await session.scalar(
-        update(Message)
-        .where(Message.id == message.id, ~ahead)
-        .values(status=MessageStatus.PROCESSING, claimed_at=utcnow())
-        .returning(Message.id)
-    )
-    return claimed is not None
 
 
 async def finish(session: AsyncSession, message_id: int, status: MessageStatus, risk_level: int | None) -> None:
@@ -230,31 +158,6 @@ async def reply_to(session: AsyncSession, message_id: int) -> Message | None:
     return await session.scalar(select(Message).where(Message.reply_to_id == message_id).order_by(Message.id).limit(1))
 
 
-async def add_reply(
-    session: AsyncSession,
-    to: Message,
-    text: str,
-    *,
-    role: Role = Role.BOT,
-    model: str | None = None,
-    latency_ms: int | None = None,
-    risk_level: int | None = None,
-) -> Message:
-    reply = Message(
-        conversation_id=to.conversation_id,
-        user_id=to.user_id,
-        role=role,
-        text=text,
-        reply_to_id=to.id,
-        model=model,
-        latency_ms=latency_ms,
-        risk_level=risk_level,
-    )
-    session.add(reply)
-    await session.flush()
-    return reply
-
-
 async def add_message(session: AsyncSession, conversation: Conversation, role: Role, text: str) -> Message:
     """A message outside the turn (an operator writing, a system note)."""
     message = Message(conversation_id=conversation.id, user_id=conversation.user_id, role=role, text=text)
@@ -263,31 +166,258 @@ async def add_message(session: AsyncSession, conversation: Conversation, role: R
     return message
 
 
-async def history(session: AsyncSession, message: Message, limit: int) -> list[Message]:
-    """The latest `limit` finished messages of the user before `message`, oldest first.
+# --- the turn's queue: Core statements built once per dialect ----------------------------------
+#
+# Every message of every person passes here, so these are plain Core statements compiled once and
+# cached (no ORM unit of work, no statement building per call) and as few round trips as the
+# guarantees allow: one statement finds the person and their open conversation (and on PostgreSQL
+# locks the person's row), one stores the message and claims its turn when nothing of theirs is ahead.
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """What a turn needs to know about the person writing."""
+
+    id: int
+    channel: str
+    locale: str | None
+    country: str | None
+    persona_id: int | None
+    persona_lines: list[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A stored user message waiting for, or holding, its turn."""
+
+    id: int
+    user_id: int
+    conversation_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """The conversation as the claim saw it: an earlier turn's crisis level or an operator's take-over counts."""
+
+    id: int
+    risk_level: int
+    operator: str | None
+
+
+def _unfinished(earlier: Any) -> Any:
+    """An earlier message of the user that still holds up the queue (unless its lease ran out)."""
+    return (
+        select(earlier.id)
+        .where(
+            earlier.user_id == bindparam("uid"),
+            earlier.role == Role.USER,
+            or_(
+                (earlier.status == MessageStatus.PROCESSING) & (earlier.claimed_at > bindparam("cutoff")),
+                (earlier.status == MessageStatus.PENDING) & (earlier.created_at > bindparam("cutoff")),
+            ),
+        )
+        .exists()
+    )
+
+
+@cache
+def _statements(dialect: str) -> SimpleNamespace:
+    """The queue's statements for one dialect (ON CONFLICT and FOR UPDATE differ), built on first use."""
+    dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    person = (
+        select(
+            User.id,
+            User.channel,
+            User.locale,
+            User.country,
+            User.persona_id,
+            User.persona_lines,
+            Conversation.id.label("conversation_id"),
+        )
+        .outerjoin(Conversation, (Conversation.user_id == User.id) & (Conversation.status == ConversationStatus.OPEN))
+        .where(User.channel == bindparam("channel"), User.external_id == bindparam("external_id"))
+    )
+    if dialect == "postgresql":
+        # Serialise this person's queue operations until the transaction ends, so message ids are handed
+        # out in queue order (SQLite's BEGIN IMMEDIATE already serialises writers).
+        person = person.with_for_update(of=User)
+    risk = select(Conversation.risk_level).where(Conversation.id == bindparam("conv")).scalar_subquery()
+    operator = select(Conversation.operator).where(Conversation.id == bindparam("conv")).scalar_subquery()
+    ahead = _unfinished(aliased(Message))
+    store = (
+        dialect_insert(Message)
+        .values(
+            conversation_id=bindparam("conv"),
+            user_id=bindparam("uid"),
+            role=Role.USER,
+            text=bindparam("body", type_=Message.text.type),
+            channel_message_id=bindparam("cmid"),
+            status=case((ahead, MessageStatus.PENDING), else_=MessageStatus.PROCESSING),
+            created_at=bindparam("now"),
+            claimed_at=case((ahead, None), else_=bindparam("now")),
+        )
+        .on_conflict_do_nothing(index_elements=["user_id", "channel_message_id"])
+        .returning(Message.id, Message.status, risk, operator)
+    )
+    earlier = aliased(Message)
+    claim = (
+        update(Message)
+        .where(Message.id == bindparam("mid"), ~_unfinished(earlier).where(earlier.id < bindparam("mid")))
+        .values(status=MessageStatus.PROCESSING, claimed_at=bindparam("now"))
+        .returning(risk, operator)
+    )
+    last_reset = (
+        select(func.coalesce(func.max(Conversation.id), 0))
+        .where(Conversation.user_id == bindparam("uid"), Conversation.status == ConversationStatus.RESET)
+        .scalar_subquery()
+    )
+    position = func.coalesce(Message.reply_to_id, Message.id)
+    history = (
+        select(Message.role, Message.text)
+        .where(
+            Message.user_id == bindparam("uid"),
+            Message.conversation_id > last_reset,
+            position < bindparam("mid"),
+            or_(Message.role != Role.USER, Message.status == MessageStatus.ANSWERED),
+        )
+        .order_by(position.desc(), Message.id.desc())
+        .limit(bindparam("limit"))
+    )
+    return SimpleNamespace(
+        person=person,
+        new_user=dialect_insert(User).on_conflict_do_nothing(index_elements=["channel", "external_id"]),
+        new_conversation=dialect_insert(Conversation).on_conflict_do_nothing(
+            index_elements=["user_id"],
+            index_where=text("status = 'open'"),  # the partial index's own words
+        ),
+        set_locale=update(User).where(User.id == bindparam("uid")).values(locale=bindparam("locale")),
+        store=store,
+        claim=claim,
+        history=history,
+        answer=insert(Message).returning(Message.id),
+        finish=update(Message).where(Message.id == bindparam("mid")),
+        duplicate=select(Message.id).where(
+            Message.user_id == bindparam("uid"), Message.channel_message_id == bindparam("cmid")
+        ),
+    )
+
+
+async def _person(conn: AsyncConnection, q: SimpleNamespace, channel: str, external_id: str) -> Row[Any] | None:
+    return (await conn.execute(q.person, {"channel": channel, "external_id": external_id})).first()
+
+
+async def receive(
+    conn: AsyncConnection,
+    channel: str,
+    external_id: str,
+    text: str,
+    channel_message_id: str | None,
+    lease: timedelta,
+    *,
+    locale: str | None = None,
+    contact: str | None = None,
+) -> tuple[Person, Pending, ConversationState | None]:
+    """Store a person's message as the last in their queue; claim its turn at once when nothing is ahead.
+
+    Finds or creates the person and their open conversation (creation is safe against two first
+    messages racing). A redelivered channel message id stores nothing and raises DuplicateMessage.
+    The conversation's state comes back only when the turn was claimed.
+    """
+    q = _statements(conn.dialect.name)
+    row = await _person(conn, q, channel, external_id)
+    if row is None:
+        await conn.execute(
+            q.new_user, {"channel": channel, "external_id": external_id, "locale": locale, "contact": contact}
+        )
+        row = await _person(conn, q, channel, external_id)
+        assert row is not None, "the person was just created or already existed"
+    if row.conversation_id is None:
+        await conn.execute(q.new_conversation, {"user_id": row.id, "status": ConversationStatus.OPEN})
+        row = await _person(conn, q, channel, external_id)
+        assert row is not None and row.conversation_id is not None, "an open conversation exists now"
+    person = Person(row.id, row.channel, row.locale, row.country, row.persona_id, row.persona_lines)
+    if locale and not person.locale:
+        await conn.execute(q.set_locale, {"uid": person.id, "locale": locale})
+        person = Person(row.id, row.channel, locale, row.country, row.persona_id, row.persona_lines)
+    now = utcnow()
+    params = {
+        "conv": row.conversation_id,
+        "uid": person.id,
+        "body": text,
+        "cmid": channel_message_id,
+        "now": now,
+        "cutoff": now - lease,
+    }
+    stored = (await conn.execute(q.store, params)).first()
+    if stored is None:
+        existing = await conn.scalar(q.duplicate, {"uid": person.id, "cmid": channel_message_id})
+        assert existing is not None, "a conflicting insert means the message exists"
+        raise DuplicateMessage(existing)
+    message = Pending(stored.id, person.id, row.conversation_id, text)
+    if stored.status != MessageStatus.PROCESSING:
+        return person, message, None
+    return person, message, ConversationState(row.conversation_id, stored[2] or 0, stored[3])
+
+
+async def claim(conn: AsyncConnection, message: Pending, lease: timedelta) -> ConversationState | None:
+    """Take the turn of a queued message, unless an earlier message of the same user is still unfinished.
+
+    Turns of one user run in message-id order across all processes. A message whose turn was
+    claimed (or queued) longer than `lease` ago belongs to a process that died; it stops blocking.
+    """
+    now = utcnow()
+    params = {
+        "mid": message.id,
+        "uid": message.user_id,
+        "conv": message.conversation_id,
+        "now": now,
+        "cutoff": now - lease,
+    }
+    row = (await conn.execute(_statements(conn.dialect.name).claim, params)).first()
+    return None if row is None else ConversationState(message.conversation_id, row[0] or 0, row[1])
+
+
+async def history(conn: AsyncConnection, message: Pending, limit: int) -> list[Row[Any]]:
+    """The latest `limit` finished messages (role, text) of the user before `message`, oldest first.
 
     History spans the user's conversations back to their last reset, so a second phone call
     continues the first. Each reply comes right after the message it answers (a reply's id can
     be higher than later queued user messages).
     """
-    last_reset = (
-        select(func.coalesce(func.max(Conversation.id), 0))
-        .where(Conversation.user_id == message.user_id, Conversation.status == ConversationStatus.RESET)
-        .scalar_subquery()
+    params = {"uid": message.user_id, "mid": message.id, "limit": limit}
+    rows = (await conn.execute(_statements(conn.dialect.name).history, params)).all()
+    rows.reverse()
+    return rows
+
+
+async def answer(
+    conn: AsyncConnection,
+    message: Pending,
+    text: str,
+    *,
+    assessed: int | None,
+    model: str | None = None,
+    latency_ms: int | None = None,
+    risk_level: int | None = None,
+) -> int:
+    """Store the reply to a user message and mark the message answered; returns the reply's id."""
+    q = _statements(conn.dialect.name)
+    reply_id = await conn.scalar(
+        q.answer,
+        {
+            "conversation_id": message.conversation_id,
+            "user_id": message.user_id,
+            "role": Role.BOT,
+            "text": text,
+            "reply_to_id": message.id,
+            "model": model,
+            "latency_ms": latency_ms,
+            "risk_level": risk_level,
+        },
     )
-    position = func.coalesce(Message.reply_to_id, Message.id)
-    rows = await session.scalars(
-        select(Message)
-        .where(
-            Message.user_id == message.user_id,
-            Message.conversation_id > last_reset,
-            position < message.id,
-            or_(Message.role != Role.USER, Message.status == MessageStatus.ANSWERED),
-        )
-        .order_by(position.desc(), Message.id.desc())
-        .limit(limit)
-    )
-    return list(reversed(rows.all()))
+    await conn.execute(q.finish, {"mid": message.id, "status": MessageStatus.ANSWERED, "risk_level": assessed})
+    return int(reply_id)
 
 
 async def set_feedback(session: AsyncSession, message_id: int, value: int) -> bool:
@@ -303,7 +433,7 @@ async def set_feedback(session: AsyncSession, message_id: int, value: int) -> bo
 async def open_escalation(
     session: AsyncSession,
     conversation: Conversation,
-    message: Message | None,
+    message_id: int | None,
     *,
     level: int,
     reason: str,
@@ -312,7 +442,7 @@ async def open_escalation(
     escalation = Escalation(
         user_id=conversation.user_id,
         conversation_id=conversation.id,
-        message_id=message.id if message else None,
+        message_id=message_id,
         level=level,
         reason=reason,
         status=EscalationStatus.OPEN,

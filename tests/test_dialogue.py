@@ -239,7 +239,7 @@ async def test_database_failing_mid_turn_still_answers_and_writes_nothing_half(
     async def broken(*args: object, **kwargs: object) -> None:
         raise OperationalError("INSERT", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(repo, "add_reply", broken)
+    monkeypatch.setattr(repo, "answer", broken)
     result = await dialogue.handle(Incoming("test", "u", "hello"))
     assert result.reply == "echo: hello"
     assert await count(db, Message, Message.role == Role.BOT) == 0
@@ -297,3 +297,12 @@ async def test_result_of_reports_a_finished_turn_by_channel_message_id(db, backe
     crisis, ordinary = await dialogue.result_of("test", "u", "m1"), await dialogue.result_of("test", "other", "m1")
     assert crisis.outcome == Outcome.CRISIS and "112" in crisis.reply
     assert (ordinary.outcome, ordinary.reply) == (Outcome.MODEL, "echo: hello")
+
+
+async def test_many_new_people_one_after_another_each_get_a_conversation(db, backend, settings) -> None:
+    """More first messages on one connection than PostgreSQL's custom-plan count (5): the statement that
+    creates the open conversation must still match the partial unique index under a generic plan."""
+    dialogue = await make_dialogue(db, backend, settings)
+    results = [await dialogue.handle(Incoming("test", f"new{i}", "hi")) for i in range(12)]
+    assert [r.outcome for r in results] == [Outcome.MODEL] * 12
+    assert await count(db, Conversation) == 12
