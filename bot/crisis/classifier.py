@@ -12,20 +12,18 @@ shipped labelled file shipped as `data/classifier.npz` is on by default; a broke
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from bot.crisis.learned import data_version
 from bot.crisis.levels import Assessment, Evidence, Level, Tag
 from bot.crisis.normalize import tokenize
-
-log = logging.getLogger(__name__)
 
 DIMENSIONS = 1 << 18
 SHIPPED = Path(__file__).with_name("data") / "classifier.npz"
@@ -70,7 +68,8 @@ class NgramClassifier:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as fh:  # np.savez would append ".npz" to a path without it
             np.savez_compressed(fh, weights=self.weights.astype(np.float32), bias=self.bias, threshold=self.threshold,
-                                version=self.version, sources="\n".join(self.sources), format=_FORMAT)  # fmt: skip
+                                version=self.version, sources="\n".join(self.sources), kind="ngram",
+                                format=_FORMAT)  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> NgramClassifier:
@@ -87,24 +86,6 @@ class NgramClassifier:
                            sources)  # fmt: skip
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a crisis classifier model ({exc})") from exc
-
-
-def model_path(setting: str | Path | None) -> Path | None:
-    """The model a setting names: unset means the shipped one, an empty string means rules only."""
-    if setting is None:
-        return SHIPPED
-    return Path(setting) if str(setting) else None
-
-
-def load_components(path: Path | None) -> list[NgramClassifier]:
-    """The learned components to use: none without a path, none (with a warning) if it is broken."""
-    if path is None:
-        return []
-    try:
-        return [NgramClassifier.load(path)]
-    except ValueError as exc:
-        log.warning("crisis classifier disabled, using the rules alone: %s", exc)
-        return []
 
 
 def train(
@@ -140,16 +121,5 @@ def train(
             error = (1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, score)))) - y[i]) * class_weight[i]
             np.add.at(weights, idx, -learning_rate * (error * scale + l2 * weights[idx]))
             bias -= learning_rate * error * 0.1
-    return NgramClassifier(weights.astype(np.float32), float(bias), threshold, data_version(texts, labels),
+    return NgramClassifier(weights.astype(np.float32), float(bias), threshold, data_version("ngram", texts, labels),
                            tuple(sources))  # fmt: skip
-
-
-def data_version(texts: Sequence[str], labels: Sequence[bool]) -> str:
-    """Names the training data, so a shipped model can be checked against the files it came from."""
-    digest = hashlib.sha1("\n".join(f"{int(label)}{t}" for t, label in zip(texts, labels, strict=True)).encode())
-    return f"ngram-{digest.hexdigest()[:10]}"
-
-
-def positives(labels: Iterable[str]) -> list[bool]:
-    """Coarse labels to the classifier's target: crisis (concern and up) or not."""
-    return [label == "crisis" for label in labels]

@@ -5,17 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
-from bot.crisis.classifier import load_components, model_path, positives, train
+import numpy as np
+
+from bot.crisis import classifier, embedding
+from bot.crisis.components import load_components
 from bot.crisis.detector import CrisisDetector
-from bot.crisis.evaluation import DatasetError, evaluate, format_report, load_examples, unique
+from bot.crisis.evaluation import DatasetError, Example, evaluate, format_report, load_examples, unique
 from bot.crisis.helplines import HelplineError
+from bot.crisis.learned import data_version, positives
 from bot.crisis.lexicon import LexiconError
 from bot.crisis.responses import ResponseError, SafeResponder
-from bot.crisis.threshold import out_of_fold, pick, sweep
+from bot.crisis.threshold import FitPredict, out_of_fold, pick, sweep
 
-_CLASSIFIER_HELP = "learned component (from `crisis train`); default the shipped model, '' for the rules alone"
+_CLASSIFIER_HELP = "learned component (from `crisis train`); default the shipped models, '' for the rules alone"
 
 
 def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
@@ -43,15 +49,17 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     score.add_argument("--json", action="store_true", help="also print one JSON object (with predictions) last")
     score.set_defaults(func=_eval)
 
-    fit = actions.add_parser("train", help="train the optional n-gram classifier on labelled JSONL files")
+    fit = actions.add_parser("train", help="train a learned component on labelled JSONL files")
     fit.add_argument("files", type=Path, nargs="+", help="labelled JSONL files (same format as eval)")
+    fit.add_argument("--kind", choices=["ngram", "embedding"], default="ngram",
+                     help="character n-gram model, or a network over multilingual sentence embeddings")  # fmt: skip
     fit.add_argument("--out", type=Path, required=True, help="where to write the model (.npz)")
     fit.add_argument("--threshold", type=float,
                      help="probability needed to raise to concern (default: chosen by cross-validation)")  # fmt: skip
     fit.add_argument("--folds", type=int, default=5, help="cross-validation folds for choosing the threshold")
     fit.add_argument("--max-none-rate", type=float, default=0.02,
                      help="none -> crisis budget of rules + classifier on held-out folds")  # fmt: skip
-    fit.add_argument("--epochs", type=int, default=12)
+    fit.add_argument("--epochs", type=int, help="training epochs (default 12 for ngram, 60 for embedding)")
     fit.set_defaults(func=_train)
 
 
@@ -62,7 +70,7 @@ def _fail(message: str) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     try:
-        detector = CrisisDetector.load(args.lexicon, load_components(model_path(args.classifier)))
+        detector = CrisisDetector.load(args.lexicon, load_components(args.classifier))
         responder = SafeResponder.load() if args.reply else None
     except (LexiconError, ResponseError, HelplineError) as exc:
         return _fail(str(exc))
@@ -83,7 +91,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     try:
-        detector = CrisisDetector.load(args.lexicon, load_components(model_path(args.classifier)))
+        detector = CrisisDetector.load(args.lexicon, load_components(args.classifier))
         examples = load_examples(args.file)
     except (LexiconError, DatasetError) as exc:
         return _fail(str(exc))
@@ -100,31 +108,74 @@ def _eval(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         return _fail("--threshold must be between 0 and 1")
+    args.epochs = args.epochs or (12 if args.kind == "ngram" else 60)
     if args.epochs < 1 or args.folds < 2 or not 0.0 <= args.max_none_rate < 1.0:
         return _fail("--epochs must be at least 1, --folds at least 2, --max-none-rate in [0, 1)")
     try:
         examples = unique(e for path in args.files for e in load_examples(path))
     except DatasetError as exc:
         return _fail(str(exc))
+    try:
+        fit_predict, build = (_ngram if args.kind == "ngram" else _embedding)(examples, args.epochs)
+    except ImportError as exc:
+        return _fail(f"the embedding engine is not installed ({exc})")
     threshold = args.threshold
     if threshold is None:
         rules = CrisisDetector.load()
-        table = sweep(examples, out_of_fold(examples, args.folds, args.epochs),
+        table = sweep(examples, out_of_fold(len(examples), args.folds, fit_predict),
                       [rules.assess(e.text, e.context).label == "crisis" for e in examples])  # fmt: skip
         try:
             choice = pick(table, args.max_none_rate)
         except ValueError as exc:
             return _fail(str(exc))
-        print(f"cross-validated ({args.folds} folds), rules + classifier:")
+        print(f"cross-validated ({args.folds} folds), rules + {args.kind} model:")
         print("  threshold  crisis-R  none->crisis  distress->crisis")
         for c in (c for c in table if round(c.threshold * 100) % 5 == 0 or c is choice):
             row = f"{c.threshold:.2f}  {c.crisis_recall:.3f}  {c.none_to_crisis:.3f}  {c.distress_to_crisis:.3f}"
             print(f"  {row}{'  <- chosen' if c is choice else ''}")
         threshold = choice.threshold
-    model = train([e.text for e in examples], positives(e.label for e in examples), epochs=args.epochs,
-                  threshold=threshold, sources=[p.name for p in args.files])  # fmt: skip
+    model = build(threshold, tuple(p.name for p in args.files))
     model.save(args.out)
     crisis = sum(e.label == "crisis" for e in examples)
     print(f"trained on {len(examples)} messages ({crisis} crisis); model {model.version} "
           f"threshold {threshold:.2f} -> {args.out}")  # fmt: skip
     return 0
+
+
+class _Model(Protocol):
+    version: str
+
+    def save(self, path: Path) -> None: ...
+
+
+# Per kind: how to cross-validate it, and how to build the final model (threshold, sources) on every example.
+Trainer = tuple[FitPredict, Callable[[float, tuple[str, ...]], _Model]]
+
+
+def _ngram(examples: list[Example], epochs: int) -> Trainer:
+    texts, labels = [e.text for e in examples], positives(e.label for e in examples)
+
+    def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
+        model = classifier.train([texts[i] for i in train_idx], [labels[i] for i in train_idx], epochs=epochs,
+                                 progress=False)  # fmt: skip
+        return np.array([model.probability(texts[i]) for i in test_idx])
+
+    def build(threshold: float, sources: tuple[str, ...]) -> classifier.NgramClassifier:
+        return classifier.train(texts, labels, epochs=epochs, threshold=threshold, sources=sources)
+
+    return fit_predict, build
+
+
+def _embedding(examples: list[Example], epochs: int) -> Trainer:
+    texts, labels = [e.text for e in examples], positives(e.label for e in examples)
+    vectors = embedding.Embedder().embed(texts, progress=True)  # once: the folds only retrain the head
+    y = np.asarray(labels)
+
+    def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
+        return embedding.fit_head(vectors[train_idx], y[train_idx], epochs=epochs).probability(vectors[test_idx])
+
+    def build(threshold: float, sources: tuple[str, ...]) -> embedding.EmbeddingClassifier:
+        head = embedding.fit_head(vectors, y, epochs=epochs)
+        return embedding.EmbeddingClassifier(head, threshold, data_version("e5mlp", texts, labels), sources)
+
+    return fit_predict, build

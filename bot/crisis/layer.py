@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from bot.crisis.classifier import load_components, model_path
+from bot.crisis.components import load_components
 from bot.crisis.detector import CrisisDetector
 from bot.crisis.levels import Assessment
 from bot.crisis.output_filter import OutputFilter
@@ -30,7 +30,7 @@ class CrisisLayer:
         `classifier` is the learned recall backstop's model file: None for the shipped one, ""
         for the rules alone; a broken file leaves the rules alone (with a warning), never no layer.
         """
-        detector = CrisisDetector.load(components=load_components(model_path(classifier)))
+        detector = CrisisDetector.load(components=load_components(classifier))
         return cls(detector, SafeResponder.load(), OutputFilter.load())
 
     def assess(self, text: str, recent_user_texts: Sequence[str]) -> Assessment:

@@ -8,15 +8,16 @@ the budget is taken: recall first, precision only against harmless messages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
-from bot.crisis.classifier import train
 from bot.crisis.evaluation import Example
 
+# Trains on the examples at the first indices and returns probabilities for those at the second.
+FitPredict = Callable[[np.ndarray, np.ndarray], np.ndarray]
 CANDIDATES = tuple(round(t, 2) for t in np.arange(0.30, 0.96, 0.01))
 
 
@@ -30,18 +31,15 @@ class Choice:
     distress_to_crisis: float
 
 
-def out_of_fold(examples: Sequence[Example], folds: int, epochs: int, seed: int = 0) -> np.ndarray:
+def out_of_fold(count: int, folds: int, fit_predict: FitPredict, seed: int = 0) -> np.ndarray:
     """Each example's probability from a model trained on the other folds (folds fixed by the seed)."""
-    order = np.random.default_rng(seed).permutation(len(examples))
-    fold_of = np.empty(len(examples), dtype=np.int64)
-    fold_of[order] = np.arange(len(examples)) % folds
-    probs = np.zeros(len(examples))
+    order = np.random.default_rng(seed).permutation(count)
+    fold_of = np.empty(count, dtype=np.int64)
+    fold_of[order] = np.arange(count) % folds
+    probs = np.zeros(count)
     for k in tqdm(range(folds), desc="cross-validation", unit="fold"):
-        train_idx = np.flatnonzero(fold_of != k)
-        model = train([examples[i].text for i in train_idx], [examples[i].label == "crisis" for i in train_idx],
-                      epochs=epochs, seed=seed, progress=False)  # fmt: skip
-        for i in np.flatnonzero(fold_of == k):
-            probs[i] = model.probability(examples[i].text)
+        held_out = np.flatnonzero(fold_of == k)
+        probs[held_out] = fit_predict(np.flatnonzero(fold_of != k), held_out)
     return probs
 
 
