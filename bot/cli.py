@@ -13,7 +13,7 @@ Registrar = Callable[[argparse._SubParsersAction, argparse._SubParsersAction], N
 
 
 def _registrars() -> list[Registrar]:
-    from bot import commands
+    from bot import commands, crisis_bench
     from bot.channels import telegram_bench, twilio_bench
     from bot.crisis import commands as crisis_commands
     from inference import commands as inference_commands
@@ -26,6 +26,7 @@ def _registrars() -> list[Registrar]:
         twilio_bench.register,
         telegram_bench.register,
         crisis_commands.register,
+        crisis_bench.register,
     ]
 
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command tree, assembled from each package's registrar."""
     parser = argparse.ArgumentParser(prog="supportbot", description="An empathetic support chatbot service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    bench_parser = commands.add_parser("bench", help="benchmarks: inference, bot, train")
+    bench_parser = commands.add_parser("bench", help="benchmarks: inference, bot, train, crisis")
     bench = bench_parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
     for register in _registrars():
         register(commands, bench)
