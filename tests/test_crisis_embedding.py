@@ -16,7 +16,7 @@ from bot.crisis.classifier import SHIPPED as NGRAM_SHIPPED
 from bot.crisis.classifier import NgramClassifier
 from bot.crisis.components import load_components
 from bot.crisis.detector import CrisisDetector
-from bot.crisis.embedding import SHIPPED, EmbeddingClassifier, Embedder, fit_head
+from bot.crisis.embedding import SHIPPED, Embedder, EmbeddingClassifier, fit_head
 from bot.crisis.evaluation import load_examples, unique
 from bot.crisis.layer import CrisisLayer
 from bot.crisis.learned import data_version, positives
