@@ -255,3 +255,112 @@ def test_a_component_can_raise_but_never_lower_the_level(detector: CrisisDetecto
     boosted = CrisisDetector(detector.lexicon, components=[_Raise()])
     assert boosted.assess("hello").level == Level.CONCERN
     assert boosted.assess("I took 30 pills an hour ago").level == Level.EMERGENCY
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "bought a rope, and it's not for camping",
+        "купила верёвку, и не для белья",  # the idiom "верёвка для белья" is negated inside
+        "kupiłam sznur, ale nie do prania",
+        "мотузку купила, але не для білизни",
+    ],
+)
+def test_a_negated_figure_of_speech_is_not_a_figure(detector: CrisisDetector, text: str) -> None:
+    assert level(detector, text) >= Level.CONCERN
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "how many floors do you need so that you surely die",
+        "скільки метрів має бути міст щоб напевно",
+        "что будет если выпить целую пачку снотворного",
+        "jak szybko się wykrwawia po podcięciu żył",
+        "how do I make it look like an accident",
+        "щоб виглядало як нещасний випадок",
+        "żeby wyglądało na wypadek",
+    ],
+)
+def test_method_questions_in_other_words(detector: CrisisDetector, text: str) -> None:
+    assert level(detector, text) >= Level.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I hope a shell finally lands on my flat",
+        "я більше не спускаюсь в укриття, хай прилетить",
+        "я больше не хожу в укрытие, может повезёт и попадёт",
+        "nie chodzę już do schronu",
+        "everyone would be better off if I went away for good",
+        "дітям буде краще з бабусею ніж зі мною",
+        "детям будет лучше без такой матери",
+        "wszystkim bez mnie będzie lżej",
+        "my husband died last spring, soon I'll be with him",
+        "скоро и я к ним",
+    ],
+)
+def test_passive_wishes_burden_and_joining_the_dead(detector: CrisisDetector, text: str) -> None:
+    assert level(detector, text) >= Level.CONCERN
+
+
+@pytest.mark.parametrize(
+    ("text", "context"),
+    [
+        ("bye everyone 👋", ["sorry but I'm leaving"]),
+        ("всім бувайте 👋", ["сорі, але я йду"]),
+        ("nara wszystkim", ["sorki, ale odchodzę"]),
+        ("I took them all", ["my mum's sleeping pills are in the drawer"]),
+        ("not for camping", ["bought a rope today"]),
+        ("в субботу, когда муж уедет на смену", ["я решилась"]),
+        ("feels right", ["cancelled my therapy and paid off my debts"]),
+    ],
+)
+def test_weak_signals_combine_across_turns(detector: CrisisDetector, text: str, context: list[str]) -> None:
+    assert level(detector, text) < Level.CRISIS  # weak alone
+    assert level(detector, text, context) >= Level.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm not joking, I will smash his head in with a hammer",
+        "going to set fire to her flat with her inside",
+        "сожгу его машину вместе с ним",
+        "rozwalę mu łeb siekierą",
+        "I keep locking my little brother in the shed without food",  # told by a child who does it
+        "мене зґвалтували",
+        "хозяин требует спать с ним",
+        "trzymają mnie w piwnicy, piszę z cudzego telefonu",
+        "the neighbour is beating his wife and she is screaming for help",
+        "starving myself as punishment",
+        "walę głową w ścianę aż do krwi",
+    ],
+)
+def test_violence_abuse_and_self_harm_in_other_words(detector: CrisisDetector, text: str) -> None:
+    assert level(detector, text) >= Level.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'll kill you if you eat my chocolate again 😤",
+        "я тебя прибью, если опять не вынесешь мусор",
+        "zatłukę cię jak znowu zapomnisz kluczy",
+        "мій кактус вчинив самогубство 😂",
+        "the prisoner exchange brought my cousin home",
+        "снятся обыски и фильтрация, просыпаюсь в поту",
+        "no thoughts of suicide, just tired",
+        "думок про самогубство нема",
+        "z tym szefem nic tylko się powiesić",
+        "tried to die at 16; now I'm 34, a nurse, and I love my life",
+    ],
+)
+def test_chore_threats_dreams_negated_thoughts_and_recovery_are_not_crisis(detector: CrisisDetector, text: str) -> None:
+    assert level(detector, text) < Level.CONCERN
+
+
+def test_not_joking_takes_the_joke_reading_back(detector: CrisisDetector) -> None:
+    assert level(detector, "I'll stab my brother lol") < Level.CONCERN
+    assert level(detector, "I'll stab my brother, I'm not joking") >= Level.CRISIS

@@ -59,8 +59,11 @@ class RuleEngine:
             if spans:
                 found[kind].append((owner, spans))
         contexts = self._contexts({str(name) for name, _ in found["context"]})
-        idiom_spans = [(m.start, m.end) for _, matches in found["idiom"] for m in matches]
         cue_ends = {m.end for _, matches in found["cue"] for m in matches}
+        # A figure of speech with a negation inside is no longer that figure: "a rope, not for the tent".
+        idiom_spans = [
+            (m.start, m.end) for _, matches in found["idiom"] for m in matches if not any(i in cue_ends for i in m.gaps)
+        ]
         breaks = {i for _, matches in found["break"] for m in matches for i in range(m.start, m.end + 1)}
         fired: dict[str, Rule] = {}
         for owner, spans in found["rule"]:
