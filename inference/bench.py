@@ -6,6 +6,8 @@ is the history up to its k-th user turn, with the bundled bot replies as history
 prompt is fixed in advance and the sequential baseline can run the very same prompts through
 plain `model.generate`, batch size 1. The baseline runs on an evenly spread sample of the prompts
 (all of them when few) so that a run stays within minutes; throughput is compared per reply.
+The batched side serves as the worker does, prefix cache included (emptied after the warm-up,
+so a conversation's first turn is always computed whole); the baseline keeps nothing between calls.
 Half the baseline runs before the batched phase and half after, so a change in machine load
 during the run (other jobs on a shared box) weighs on both sides alike; the load average and
 the process CPU time of each side are reported beside the figures.
@@ -22,6 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import torch
 from aiohttp import web
 from tqdm import tqdm
 
@@ -51,12 +54,15 @@ class Workload:
 
 
 def build_workload(concurrency: int, turns: int) -> Workload:
-    """`concurrency` conversations of `turns` requests each, cycling through the bundled chats."""
+    """`concurrency` conversations of `turns` requests each, cycling through the bundled chats.
+    Past the last chat a conversation takes another chat's persona, so no two are the same (a
+    prefix cache would otherwise answer a repeated conversation for free)."""
     chats = sample_conversations()
     conversations = []
     for index in range(concurrency):
         chat = chats[index % len(chats)]
-        persona = [ChatMessage("system", line) for line in chat["persona"]]
+        lent = chats[(index + index // len(chats)) % len(chats)]
+        persona = [ChatMessage("system", line) for line in lent["persona"]]
         history = [ChatMessage("user" if i % 2 == 0 else "assistant", text) for i, text in enumerate(chat["turns"])]
         user_turns = [i for i, message in enumerate(history) if message.role == "user"]
         # Later turns carry more history; start so that the last requests end the chat.
@@ -148,6 +154,8 @@ async def run_batched(
     )
     async with serving(engine, params, via, **options) as (ask, scheduler):
         await ask(workload.requests[0])  # warm-up, not timed
+        if engine.prefix_cache is not None:
+            engine.prefix_cache.clear()  # nothing measured is answered from the warm-up
         batches, requests = scheduler.batches, scheduler.batched_requests
         progress = tqdm(total=total, desc="batched", unit="reply", leave=False)
 
@@ -198,17 +206,12 @@ def run_sequential(engine: Engine, workload: Workload, params: GenerationParams,
     if not prompts:
         return
     warm = next(iter(prompts.values()))
-    engine.generate([warm], *_config(engine, params, warm))
+    engine.generate_plain(warm, *engine.request(params, len(warm)))
     for i in tqdm(indices, desc="sequential", unit="reply", leave=False):
         started, cpu = time.perf_counter(), time.process_time()
-        into.results[i] = engine.generate([prompts[i]], *_config(engine, params, prompts[i]), seed=params.seed)[0]
+        into.results[i] = engine.generate_plain(prompts[i], *engine.request(params, len(prompts[i])), seed=params.seed)
         into.latencies.append(time.perf_counter() - started)
         into.cpu += time.process_time() - cpu
-
-
-def _config(engine: Engine, params: GenerationParams, prompt: list[int]) -> tuple[Any, list[int]]:
-    config, limit = engine.request(params, len(prompt))
-    return config, [limit]
 
 
 def run_continuous(engine: Engine, workload: Workload, params: GenerationParams) -> Figures:
@@ -234,6 +237,8 @@ def bench(
     chosen = baseline_sample(workload, sample)
     alone = Sequential({}, [])
     run_sequential(engine, workload, params, chosen[::2], alone)
+    cache = engine.prefix_cache
+    looked_up, hits = (cache.looked_up, cache.hits) if cache is not None else (0, 0)
     batched, texts, mean_batch = asyncio.run(
         run_batched(
             engine, workload, params, via=via, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
@@ -254,6 +259,10 @@ def bench(
         "p95_over_lone_p50": round(batched.p95_s / sequential.p50_s, 2),
         "agreement": round(agreement, 3), "agreement_compared": len(compared),
         "mean_batch_size": round(mean_batch, 2),
+        "prefix_cache_hit_rate": (
+            round((cache.hits - hits) / max(1, cache.looked_up - looked_up), 3) if cache is not None else None
+        ),
+        "threads": torch.get_num_threads(),
         "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(),
     }
@@ -288,8 +297,10 @@ def render(report: dict[str, Any]) -> str:
         f"throughput x{report['throughput_ratio']} of sequential; batched p95 = {report['p95_over_lone_p50']} x lone p50;"
         f" mean batch {report['mean_batch_size']}; batched==alone on {report['agreement']:.0%} of {report['agreement_compared']}"
     )
+    if report["prefix_cache_hit_rate"] is not None:
+        lines.append(f"prompt tokens answered from the prefix cache (batched side only): {report['prefix_cache_hit_rate']:.0%}")
     lines.append(
-        f"process CPU seconds per reply: sequential/batched = x{report['cpu_ratio']};"
+        f"{report['threads']} torch threads; process CPU seconds per reply: sequential/batched = x{report['cpu_ratio']};"
         f" load average before {report['load_before']} after {report['load_after']} on {report['cpu_count']} CPUs"
     )
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 
-from inference.engine import ModelLoadError, load_model
+from inference.engine import DEFAULT_PREFIX_CACHE_MB, ModelLoadError, load_model
 from inference.schema import Limits
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,10 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16/fp16 on accelerators, fp32 on CPU)")
     parser.add_argument("--int8", action="store_true", help="int8 dynamic quantization (CPU)")
     parser.add_argument("--prompt-budget", type=int, help="prompt tokens kept (default: per family)")
+    parser.add_argument("--prefix-cache-mb", type=float, default=DEFAULT_PREFIX_CACHE_MB,
+                        help="memory for recent prompts' key/value states, reused by the next turn"
+                             f" (causal models on CPU; 0 = off; default {DEFAULT_PREFIX_CACHE_MB:g})")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a request waits for batch mates")
     parser.add_argument("--max-beam-rows", type=int,
@@ -59,8 +63,15 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
-        return load_model(args.model, device=args.device, dtype=args.dtype, int8=args.int8, prompt_budget=args.prompt_budget)
+        return load_model(
+            args.model, device=args.device, dtype=args.dtype, int8=args.int8, prompt_budget=args.prompt_budget,
+            prefix_cache_mb=args.prefix_cache_mb,
+        )
     except (ModelLoadError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None

@@ -42,11 +42,13 @@ from inference.api import ChatMessage, GenerationParams
 from inference.cpu import fuse_gelu, pack_linears, packing_available, quantize_int8
 from inference.device import pick_device, pick_dtype
 from inference.generation import apply_family_defaults, request_config
+from inference.prefix import PrefixCache, States
 from inference.prompt import Family, PromptBuilder, default_prompt_budget, family_of, split_messages
 
 log = logging.getLogger(__name__)
 
 RANDOM_PREFIX = "random:"
+DEFAULT_PREFIX_CACHE_MB = 512.0  # key/value states of recent prompts (CPU causal models), see inference.prefix
 HPU_PAD_MULTIPLE = 32  # Gaudi compiles a graph per input shape; bucketing lengths bounds their number
 
 TokenCallback = Callable[[int, int], None]  # (row, token id), called from the generation thread
@@ -71,7 +73,13 @@ class Engine:
     """A loaded model with its tokenizer, prompt builder and decoding defaults."""
 
     def __init__(
-        self, model: PreTrainedModel, tokenizer: Any, *, name: str, prompt_budget: int | None = None
+        self,
+        model: PreTrainedModel,
+        tokenizer: Any,
+        *,
+        name: str,
+        prompt_budget: int | None = None,
+        prefix_cache_mb: float = DEFAULT_PREFIX_CACHE_MB,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -94,6 +102,10 @@ class Engine:
         # batches; elsewhere transformers would compile the model for it, once per batch shape.
         self._cache = "static" if self.device.type == "cpu" else None
         self._ragged_prefill = self.device.type == "cpu" and self.family == "causal"
+        # Only the per-prompt prefill can start a prompt from stored states.
+        self.prefix_cache = (
+            PrefixCache(int(prefix_cache_mb * 2**20)) if self._ragged_prefill and prefix_cache_mb > 0 else None
+        )
         self._pad_multiple = HPU_PAD_MULTIPLE if self.device.type == "hpu" else 1
         self._generate_extras: dict[str, Any] = (
             dict(lazy_mode=True, hpu_graphs=True) if self.device.type == "hpu" else {}
@@ -145,6 +157,21 @@ class Engine:
         rows = output[:, start:].tolist()
         return [self._finish(row, len(prompt), limit) for row, prompt, limit in zip(rows, prompts, limits)]
 
+    @torch.inference_mode()
+    def generate_plain(self, prompt: list[int], config: GenerationConfig, limit: int, seed: int | None = None) -> Generated:
+        """One prompt through plain `model.generate` (batch 1, transformers' default cache, none of
+        the batching machinery above): the reference that batched serving is measured against."""
+        config = copy.deepcopy(config)
+        config.max_new_tokens = limit
+        ids = torch.tensor([prompt], device=self.device)
+        if seed is not None:
+            torch.manual_seed(seed)
+        output = self.model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config, **self._generate_extras
+        )
+        start = len(prompt) if self.family == "causal" else 1
+        return self._finish(output[0, start:].tolist(), len(prompt), limit)
+
     def _pad(self, prompts: Sequence[list[int]]) -> dict[str, torch.Tensor]:
         width = max(len(p) for p in prompts)
         width = -(-width // self._pad_multiple) * self._pad_multiple
@@ -165,26 +192,40 @@ class Engine:
         """Every prompt but its last token, run alone, merged into one left-padded cache of
         `width - 1` filled positions (each row repeated `copies` times, for beam search)."""
         past = width - 1
-        rows = [
-            self.model.base_model(input_ids=torch.tensor([p[:-1]], device=self.device), use_cache=True).past_key_values
-            if len(p) > 1 else None
-            for p in prompts
-        ]
+        rows = [self._prompt_states(p[:-1]) if len(p) > 1 else None for p in prompts]
         config = self.model.config
         cache = StaticCache(config=config, max_cache_len=width + new_tokens) if static else DynamicCache(config=config)
         template = next(row for row in rows if row is not None)
         for index in range(len(cache.layers)):
             merged = []
-            for kind in ("keys", "values"):
-                like = getattr(template.layers[index], kind)
+            for kind in (0, 1):  # keys, values
+                like = template[index][kind]
                 parts = [
-                    F.pad(getattr(row.layers[index], kind), (0, 0, past - (len(p) - 1), 0))
+                    F.pad(row[index][kind], (0, 0, past - (len(p) - 1), 0))
                     if row is not None else like.new_zeros(1, like.shape[1], past, like.shape[3])
                     for row, p in zip(rows, prompts)
                 ]
                 merged.append(torch.cat(parts).repeat_interleave(copies, dim=0))
             cache.update(*merged, index)
         return cache
+
+    def _prompt_states(self, ids: list[int]) -> States:
+        """The key/value states of one prompt, computed past its longest cached prefix."""
+        known, states = self.prefix_cache.longest(ids) if self.prefix_cache is not None else (0, None)
+        if states is not None and known == len(ids):
+            return states
+        past = DynamicCache(config=self.model.config) if states else None
+        for index, (keys, values) in enumerate(states or []):
+            past.update(keys, values, index)
+        output = self.model.base_model(
+            input_ids=torch.tensor([ids[known:]], device=self.device),
+            position_ids=torch.arange(known, len(ids), device=self.device)[None],
+            past_key_values=past, use_cache=True,
+        )
+        computed = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
+        if self.prefix_cache is not None:
+            self.prefix_cache.put(ids, computed)
+        return computed
 
     def _finish(self, row: list[int], prompt_tokens: int, limit: int) -> Generated:
         row = row[:limit]
@@ -233,6 +274,7 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     int8: bool = False,
     prompt_budget: int | None = None,
+    prefix_cache_mb: float = DEFAULT_PREFIX_CACHE_MB,
 ) -> Engine:
     """Load a hub id, a local directory (the training pipeline's output included) or a
     `random:<size>` synthetic model; raise ModelLoadError naming `model` when that fails."""
@@ -253,7 +295,7 @@ def load_model(
         elif packing_available():
             pack_linears(network)
     log.info("loaded %s (%s) on %s as %s%s", model, family_of(network.config), target, precision, " int8" if int8 else "")
-    return Engine(network, tokenizer, name=model, prompt_budget=prompt_budget)
+    return Engine(network, tokenizer, name=model, prompt_budget=prompt_budget, prefix_cache_mb=prefix_cache_mb)
 
 
 def _looks_like_path(model: str) -> bool:
