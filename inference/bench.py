@@ -178,10 +178,19 @@ async def run_batched(
 
 
 def baseline_sample(workload: Workload, sample: int) -> list[int]:
-    """Indices of an evenly spread sample of the requests (all of them when `sample` is 0)."""
+    """Indices of a sample of the requests (all of them when `sample` is 0 or covers them) spread
+    over the conversations and, in pairs, over their turns: later turns carry longer prompts, and
+    the baseline runs its even and odd picks at different times, so each half holds every turn."""
     total = len(workload.requests)
-    step = max(1, total // sample) if sample else 1
-    return list(range(0, total, step))[: sample or None]
+    if not sample or sample >= total:
+        return list(range(total))
+    conversations = workload.conversations
+    offsets = [sum(len(c) for c in conversations[:i]) for i in range(len(conversations))]
+    picks = []
+    for k in range(sample):
+        conversation = k * len(conversations) // sample
+        picks.append(offsets[conversation] + (k // 2) % len(conversations[conversation]))
+    return picks
 
 
 @dataclass

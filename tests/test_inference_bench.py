@@ -7,6 +7,7 @@ import json
 import pytest
 
 from bot.cli import main
+from inference.bench import baseline_sample, build_workload
 
 
 @pytest.mark.parametrize("via", ["http", "inprocess"])
@@ -29,3 +30,18 @@ def test_bench_inference_prints_figures_and_json(capsys, via):
 def test_bench_reports_an_unloadable_model(capsys, tmp_path):
     assert main(["bench", "inference", "--model", str(tmp_path / "absent"), "--concurrency", "1"]) == 2
     assert "absent" in capsys.readouterr().err
+
+
+def test_baseline_sample_holds_every_turn_in_each_half():
+    workload = build_workload(16, 2)
+    picks = baseline_sample(workload, 8)
+    assert len(set(picks)) == 8
+    turn = [t for conversation in workload.conversations for t in range(len(conversation))]  # per request
+    for half in (picks[::2], picks[1::2]):
+        assert sorted({turn[i] for i in half}) == [0, 1]
+    assert baseline_sample(workload, 0) == list(range(len(workload.requests)))
+
+
+def test_conversations_past_the_bundled_chats_are_all_distinct():
+    workload = build_workload(64, 2)
+    assert len({tuple(m.content for m in request) for request in workload.requests}) == len(workload.requests)
