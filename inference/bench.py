@@ -89,10 +89,15 @@ def figures(
 ) -> Figures:
     ordered = sorted(latencies)
     return Figures(
-        replies=len(ordered), seconds=round(seconds, 3), cpu_seconds=round(cpu, 2),
-        replies_per_s=round(len(ordered) / seconds, 3), tokens_per_s=round(sum(tokens) / seconds, 2),
-        p50_s=round(statistics.median(ordered), 3), p95_s=round(_percentile(ordered, 0.95), 3),
-        mean_prompt_tokens=round(statistics.fmean(prompt_tokens), 1), mean_completion_tokens=round(statistics.fmean(tokens), 1),
+        replies=len(ordered),
+        seconds=round(seconds, 3),
+        cpu_seconds=round(cpu, 2),
+        replies_per_s=round(len(ordered) / seconds, 3),
+        tokens_per_s=round(sum(tokens) / seconds, 2),
+        p50_s=round(statistics.median(ordered), 3),
+        p95_s=round(_percentile(ordered, 0.95), 3),
+        mean_prompt_tokens=round(statistics.fmean(prompt_tokens), 1),
+        mean_completion_tokens=round(statistics.fmean(tokens), 1),
     )
 
 
@@ -139,8 +144,14 @@ async def serving(
 
 
 async def run_batched(
-    engine: Engine, workload: Workload, params: GenerationParams, *, via: Literal["http", "inprocess"],
-    max_batch_size: int, max_wait_ms: float, max_beam_rows: int | None,
+    engine: Engine,
+    workload: Workload,
+    params: GenerationParams,
+    *,
+    via: Literal["http", "inprocess"],
+    max_batch_size: int,
+    max_wait_ms: float,
+    max_beam_rows: int | None,
 ) -> tuple[Figures, dict[int, str], float]:
     """Drive the conversations concurrently; return figures, reply text by request index, mean batch size."""
     texts: dict[int, str] = {}
@@ -204,12 +215,17 @@ class Sequential:
     def figures(self) -> Figures:
         done = list(self.results.values())
         return figures(
-            self.latencies, sum(self.latencies), self.cpu, [r.prompt_tokens for r in done],
+            self.latencies,
+            sum(self.latencies),
+            self.cpu,
+            [r.prompt_tokens for r in done],
             [r.completion_tokens for r in done],
         )
 
 
-def run_sequential(engine: Engine, workload: Workload, params: GenerationParams, indices: Sequence[int], into: Sequential) -> None:
+def run_sequential(
+    engine: Engine, workload: Workload, params: GenerationParams, indices: Sequence[int], into: Sequential
+) -> None:
     """Plain `model.generate`, batch size 1, on the chosen requests (after one untimed warm-up)."""
     prompts = {i: engine.prompt_ids(workload.requests[i]) for i in indices}
     if not prompts:
@@ -236,8 +252,18 @@ def run_continuous(engine: Engine, workload: Workload, params: GenerationParams)
 
 
 def bench(
-    engine: Engine, *, concurrency: int, turns: int, max_tokens: int, decoding: Decoding, via: Literal["http", "inprocess"],
-    sample: int, max_batch_size: int, max_wait_ms: float, max_beam_rows: int | None, continuous: bool,
+    engine: Engine,
+    *,
+    concurrency: int,
+    turns: int,
+    max_tokens: int,
+    decoding: Decoding,
+    via: Literal["http", "inprocess"],
+    sample: int,
+    max_batch_size: int,
+    max_wait_ms: float,
+    max_beam_rows: int | None,
+    continuous: bool,
 ) -> dict[str, Any]:
     """One full comparison; returns everything the command prints."""
     load_before = os.getloadavg()
@@ -250,7 +276,12 @@ def bench(
     looked_up, hits = (cache.looked_up, cache.hits) if cache is not None else (0, 0)
     batched, texts, mean_batch = asyncio.run(
         run_batched(
-            engine, workload, params, via=via, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+            engine,
+            workload,
+            params,
+            via=via,
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
             max_beam_rows=max_beam_rows,
         )
     )
@@ -259,20 +290,31 @@ def bench(
     compared = [i for i in alone.results if i in texts]
     agreement = sum(texts[i] == alone.results[i].text for i in compared) / len(compared)
     report: dict[str, Any] = {
-        "model": engine.name, "family": engine.family, "device": str(engine.device), "dtype": str(engine.model.dtype),
-        "decoding": decoding, "via": via, "concurrency": concurrency, "requests": len(workload.requests),
-        "max_tokens": max_tokens, "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms,
-        "batched": asdict(batched), "sequential": asdict(sequential),
+        "model": engine.name,
+        "family": engine.family,
+        "device": str(engine.device),
+        "dtype": str(engine.model.dtype),
+        "decoding": decoding,
+        "via": via,
+        "concurrency": concurrency,
+        "requests": len(workload.requests),
+        "max_tokens": max_tokens,
+        "max_batch_size": max_batch_size,
+        "max_wait_ms": max_wait_ms,
+        "batched": asdict(batched),
+        "sequential": asdict(sequential),
         "throughput_ratio": round(batched.replies_per_s / sequential.replies_per_s, 2),
         "cpu_ratio": round((sequential.cpu_seconds / sequential.replies) / (batched.cpu_seconds / batched.replies), 2),
         "p95_over_lone_p50": round(batched.p95_s / sequential.p50_s, 2),
-        "agreement": round(agreement, 3), "agreement_compared": len(compared),
+        "agreement": round(agreement, 3),
+        "agreement_compared": len(compared),
         "mean_batch_size": round(mean_batch, 2),
         "prefix_cache_hit_rate": (
             round((cache.hits - hits) / max(1, cache.looked_up - looked_up), 3) if cache is not None else None
         ),
         "threads": torch.get_num_threads(),
-        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(),
     }
     if continuous:
@@ -285,31 +327,38 @@ def bench(
 
 def render(report: dict[str, Any]) -> str:
     """The human-readable table."""
-    b, s = report["batched"], report["sequential"]
+    b, s, r = report["batched"], report["sequential"], report
     lines = [
-        f"model {report['model']} ({report['family']}, {report['dtype']}, {report['device']}), decoding {report['decoding']},"
-        f" {report['concurrency']} concurrent conversations, {report['requests']} requests via {report['via']},"
-        f" max_tokens {report['max_tokens']}",
-        f"{'':12}{'replies/s':>10}{'tokens/s':>10}{'p50 s':>8}{'p95 s':>8}{'replies':>9}{'prompt tok':>11}{'reply tok':>10}",
+        f"model {r['model']} ({r['family']}, {r['dtype']}, {r['device']}), decoding {r['decoding']},"
+        f" {r['concurrency']} concurrent conversations, {r['requests']} requests via {r['via']},"
+        f" max_tokens {r['max_tokens']}",
+        f"{'':12}{'replies/s':>10}{'tokens/s':>10}{'p50 s':>8}{'p95 s':>8}{'replies':>9}{'prompt tok':>11}"
+        f"{'reply tok':>10}",
     ]
     for name, f in (("batched", b), ("sequential", s)):
         lines.append(
             f"{name:12}{f['replies_per_s']:>10.2f}{f['tokens_per_s']:>10.1f}{f['p50_s']:>8.2f}{f['p95_s']:>8.2f}"
             f"{f['replies']:>9}{f['mean_prompt_tokens']:>11.1f}{f['mean_completion_tokens']:>10.1f}"
         )
-    cb = report.get("continuous_batching")
+    cb = r.get("continuous_batching")
     if isinstance(cb, dict):
-        lines.append(f"{'continuous':12}{cb['replies_per_s']:>10.2f}{cb['tokens_per_s']:>10.1f}   (transformers generate_batch, all prompts at once)")
+        lines.append(
+            f"{'continuous':12}{cb['replies_per_s']:>10.2f}{cb['tokens_per_s']:>10.1f}"
+            f"   x{cb['replies_per_s'] / s['replies_per_s']:.2f} of sequential (transformers generate_batch,"
+            " all prompts at once)"
+        )
     elif cb:
         lines.append(f"continuous batching: {cb}")
     lines.append(
-        f"throughput x{report['throughput_ratio']} of sequential; batched p95 = {report['p95_over_lone_p50']} x lone p50;"
-        f" mean batch {report['mean_batch_size']}; batched==alone on {report['agreement']:.0%} of {report['agreement_compared']}"
+        f"throughput x{r['throughput_ratio']} of sequential; batched p95 = {r['p95_over_lone_p50']} x lone p50;"
+        f" mean batch {r['mean_batch_size']}; batched==alone on {r['agreement']:.0%} of {r['agreement_compared']}"
     )
-    if report["prefix_cache_hit_rate"] is not None:
-        lines.append(f"prompt tokens answered from the prefix cache (batched side only): {report['prefix_cache_hit_rate']:.0%}")
+    if r["prefix_cache_hit_rate"] is not None:
+        lines.append(
+            f"prompt tokens answered from the prefix cache (batched side only): {r['prefix_cache_hit_rate']:.0%}"
+        )
     lines.append(
-        f"{report['threads']} torch threads; process CPU seconds per reply: sequential/batched = x{report['cpu_ratio']};"
-        f" load average before {report['load_before']} after {report['load_after']} on {report['cpu_count']} CPUs"
+        f"{r['threads']} torch threads; process CPU seconds per reply: sequential/batched = x{r['cpu_ratio']};"
+        f" load average before {r['load_before']} after {r['load_after']} on {r['cpu_count']} CPUs"
     )
     return "\n".join(lines)

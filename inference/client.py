@@ -73,8 +73,10 @@ class OpenAIChatClient:
             text = reply["choices"][0]["message"]["content"] or ""
             used = reply.get("usage") or {}
             return Completion(
-                text=text.strip(), model=reply.get("model") or body["model"],
-                prompt_tokens=int(used.get("prompt_tokens", 0)), completion_tokens=int(used.get("completion_tokens", 0)),
+                text=text.strip(),
+                model=reply.get("model") or body["model"],
+                prompt_tokens=int(used.get("prompt_tokens", 0)),
+                completion_tokens=int(used.get("completion_tokens", 0)),
             )
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise BackendError(f"{self.base_url} answered without a chat completion ({exc!r})") from None
@@ -103,7 +105,9 @@ class OpenAIChatClient:
                 if attempt == self.retries:
                     raise BackendError(f"{method} {url} failed after {attempt + 1} attempts: {exc}") from None
                 delay = exc.delay if exc.delay is not None else self.backoff * 2**attempt * random.uniform(0.8, 1.2)
-                log.warning("%s %s failed (%s); retry %d/%d in %.2fs", method, url, exc, attempt + 1, self.retries, delay)
+                log.warning(
+                    "%s %s failed (%s); retry %d/%d in %.2fs", method, url, exc, attempt + 1, self.retries, delay
+                )
                 await asyncio.sleep(min(delay, self.max_backoff))
         raise AssertionError("unreachable")
 
@@ -119,7 +123,7 @@ class OpenAIChatClient:
                 raise BackendError(f"{method} {url} was refused: {reason}")
         except aiohttp.ConnectionTimeoutError as exc:
             raise _Retryable(f"connect timed out ({exc.__class__.__name__})") from None
-        except (asyncio.TimeoutError, aiohttp.SocketTimeoutError):
+        except (TimeoutError, aiohttp.SocketTimeoutError):
             raise BackendError(f"{method} {url} timed out after {self.timeout.total}s") from None
         except aiohttp.ClientConnectionError as exc:
             raise _Retryable(f"connection failed ({exc.__class__.__name__})") from None

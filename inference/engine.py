@@ -31,8 +31,8 @@ from transformers import (
     AutoTokenizer,
     GenerationConfig,
     PreTrainedModel,
-    StoppingCriteria,
     StaticCache,
+    StoppingCriteria,
     StoppingCriteriaList,
 )
 from transformers.cache_utils import Cache, DynamicCache
@@ -87,8 +87,10 @@ class Engine:
         self.family: Family = family_of(model.config)
         self.device = model.device
         config = model.config
-        self.max_positions = int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions"))
-        self.prompts = PromptBuilder(tokenizer, self.family, prompt_budget or default_prompt_budget(self.family, config))
+        self.max_positions = int(getattr(config, "max_position_embeddings", None) or config.n_positions)
+        self.prompts = PromptBuilder(
+            tokenizer, self.family, prompt_budget or default_prompt_budget(self.family, config)
+        )
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token  # DialoGPT/GPT-2 ship without one; the mask makes it safe
         self.pad_id: int = tokenizer.pad_token_id
@@ -145,7 +147,9 @@ class Engine:
         if not beams:
             config.max_new_tokens = max(limits)
         if self._ragged_prefill and start > 1:
-            inputs["past_key_values"] = self._prefill(prompts, start, config.max_new_tokens, config.num_beams or 1, static)
+            inputs["past_key_values"] = self._prefill(
+                prompts, start, config.max_new_tokens, config.num_beams or 1, static
+            )
             config.cache_implementation = None
         stopping = StoppingCriteriaList([] if beams else [_RowLimits(start, limits, self.device)])
         streamer = _RowStreamer(on_token) if on_token and not beams else None
@@ -155,10 +159,12 @@ class Engine:
             **inputs, generation_config=config, stopping_criteria=stopping, streamer=streamer, **self._generate_extras
         )
         rows = output[:, start:].tolist()
-        return [self._finish(row, len(prompt), limit) for row, prompt, limit in zip(rows, prompts, limits)]
+        return [self._finish(row, len(prompt), limit) for row, prompt, limit in zip(rows, prompts, limits, strict=True)]
 
     @torch.inference_mode()
-    def generate_plain(self, prompt: list[int], config: GenerationConfig, limit: int, seed: int | None = None) -> Generated:
+    def generate_plain(
+        self, prompt: list[int], config: GenerationConfig, limit: int, seed: int | None = None
+    ) -> Generated:
         """One prompt through plain `model.generate` (batch 1, transformers' default cache, none of
         the batching machinery above): the reference that batched serving is measured against."""
         config = copy.deepcopy(config)
@@ -186,9 +192,7 @@ class Engine:
             inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
         return {key: value.to(self.device) for key, value in inputs.items()}
 
-    def _prefill(
-        self, prompts: Sequence[list[int]], width: int, new_tokens: int, copies: int, static: bool
-    ) -> Cache:
+    def _prefill(self, prompts: Sequence[list[int]], width: int, new_tokens: int, copies: int, static: bool) -> Cache:
         """Every prompt but its last token, run alone, merged into one left-padded cache of
         `width - 1` filled positions (each row repeated `copies` times, for beam search)."""
         past = width - 1
@@ -202,8 +206,9 @@ class Engine:
                 like = template[index][kind]
                 parts = [
                     F.pad(row[index][kind], (0, 0, past - (len(p) - 1), 0))
-                    if row is not None else like.new_zeros(1, like.shape[1], past, like.shape[3])
-                    for row, p in zip(rows, prompts)
+                    if row is not None
+                    else like.new_zeros(1, like.shape[1], past, like.shape[3])
+                    for row, p in zip(rows, prompts, strict=True)
                 ]
                 merged.append(torch.cat(parts).repeat_interleave(copies, dim=0))
             cache.update(*merged, index)
@@ -220,7 +225,8 @@ class Engine:
         output = self.model.base_model(
             input_ids=torch.tensor([ids[known:]], device=self.device),
             position_ids=torch.arange(known, len(ids), device=self.device)[None],
-            past_key_values=past, use_cache=True,
+            past_key_values=past,
+            use_cache=True,
         )
         computed = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
         if self.prefix_cache is not None:
@@ -294,7 +300,9 @@ def load_model(
             network = quantize_int8(network)
         elif packing_available():
             pack_linears(network)
-    log.info("loaded %s (%s) on %s as %s%s", model, family_of(network.config), target, precision, " int8" if int8 else "")
+    log.info(
+        "loaded %s (%s) on %s as %s%s", model, family_of(network.config), target, precision, " int8" if int8 else ""
+    )
     return Engine(network, tokenizer, name=model, prompt_budget=prompt_budget, prefix_cache_mb=prefix_cache_mb)
 
 

@@ -16,12 +16,22 @@ from inference.prompt import Family
 
 # BlenderBot's published recipe (Roller et al. 2020): beam 10, min length 20, no-repeat 3-grams.
 SEQ2SEQ_DEFAULTS: dict[str, Any] = dict(
-    do_sample=False, num_beams=10, min_length=20, no_repeat_ngram_size=3, length_penalty=0.65,
-    early_stopping=True, max_new_tokens=60,
+    do_sample=False,
+    num_beams=10,
+    min_length=20,
+    no_repeat_ngram_size=3,
+    length_penalty=0.65,
+    early_stopping=True,
+    max_new_tokens=60,
 )
 # DialoGPT reads best sampled (nucleus + top-k), greedy decoding repeats itself.
 CAUSAL_DEFAULTS: dict[str, Any] = dict(
-    do_sample=True, top_k=50, top_p=0.9, temperature=0.7, no_repeat_ngram_size=3, max_new_tokens=64,
+    do_sample=True,
+    top_k=50,
+    top_p=0.9,
+    temperature=0.7,
+    no_repeat_ngram_size=3,
+    max_new_tokens=64,
 )
 
 

@@ -24,16 +24,25 @@ class WorkerMetrics:
         running = Gauge("vllm:num_requests_running", "Requests in the batch being generated.", labels, registry=r)
         waiting = Gauge("vllm:num_requests_waiting", "Requests queued for the next batch.", labels, registry=r)
         queue = Histogram(
-            "vllm:request_queue_time_seconds", "Time from arrival to the start of its batch.", labels,
-            buckets=LATENCY_BUCKETS, registry=r,
+            "vllm:request_queue_time_seconds",
+            "Time from arrival to the start of its batch.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         e2e = Histogram(
-            "vllm:e2e_request_latency_seconds", "Time from arrival to the finished reply.", labels,
-            buckets=LATENCY_BUCKETS, registry=r,
+            "vllm:e2e_request_latency_seconds",
+            "Time from arrival to the finished reply.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         ttft = Histogram(
-            "vllm:time_to_first_token_seconds", "Time from arrival to the first generated token.", labels,
-            buckets=LATENCY_BUCKETS, registry=r,
+            "vllm:time_to_first_token_seconds",
+            "Time from arrival to the first generated token.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         prompt = Counter("vllm:prompt_tokens", "Prompt tokens processed.", labels, registry=r)
         generation = Counter("vllm:generation_tokens", "Tokens generated.", labels, registry=r)

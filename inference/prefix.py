@@ -40,7 +40,7 @@ class PrefixCache:
     def longest(self, ids: Sequence[int]) -> tuple[int, States | None]:
         """The longest stored prefix of `ids`: its length and its states (cut to that length)."""
         best, found = 0, None
-        for key, states in self._entries.items():
+        for key in self._entries:
             shared = _shared_prefix(key, ids)
             if shared > best:
                 best, found = shared, key

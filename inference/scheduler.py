@@ -138,8 +138,13 @@ class Scheduler:
         self.start()
         config, limit = self.engine.request(params, len(prompt))
         job = _Job(
-            list(prompt), config, limit, params.seed, batch_key(config, params.seed),
-            asyncio.get_running_loop().create_future(), on_token,
+            list(prompt),
+            config,
+            limit,
+            params.seed,
+            batch_key(config, params.seed),
+            asyncio.get_running_loop().create_future(),
+            on_token,
         )
         self._queue.append(job)
         self._gauge()
@@ -185,7 +190,7 @@ class Scheduler:
                     if not job.future.done():
                         job.future.set_exception(exc)
             else:
-                for job, result in zip(batch, results):
+                for job, result in zip(batch, results, strict=True):
                     self._record(job, result)
                     if not job.future.done():
                         job.future.set_result(result)
@@ -236,8 +241,11 @@ class Scheduler:
             loop.call_soon_threadsafe(self._token, batch[row], token)
 
         return self.engine.generate(
-            [job.prompt for job in batch], head.config, [job.limit for job in batch],
-            seed=head.seed if head.key is None else None, on_token=on_token,
+            [job.prompt for job in batch],
+            head.config,
+            [job.limit for job in batch],
+            seed=head.seed if head.key is None else None,
+            on_token=on_token,
         )
 
     def _token(self, job: _Job, token: int) -> None:

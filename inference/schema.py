@@ -91,9 +91,14 @@ class ChatRequest(BaseModel):
 
     def params(self) -> GenerationParams:
         return GenerationParams(
-            max_tokens=self.max_completion_tokens or self.max_tokens, temperature=self.temperature,
-            top_p=self.top_p, seed=self.seed, top_k=self.top_k, num_beams=self.num_beams,
-            min_tokens=self.min_tokens, no_repeat_ngram_size=self.no_repeat_ngram_size,
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            top_k=self.top_k,
+            num_beams=self.num_beams,
+            min_tokens=self.min_tokens,
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
         )
 
     def chat(self) -> list[ChatMessage]:
@@ -115,7 +120,8 @@ def parse_request(payload: Any, limits: Limits) -> ChatRequest:
     for index, message in enumerate(request.messages):
         if len(message.content) > limits.max_message_chars:
             raise ApiError(
-                400, f"messages.{index}.content is longer than {limits.max_message_chars} characters",
+                400,
+                f"messages.{index}.content is longer than {limits.max_message_chars} characters",
                 param=f"messages.{index}.content",
             )
     if not any(m.role == "user" for m in request.messages):
@@ -142,9 +148,7 @@ def completion_body(
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
         "usage": usage(prompt_tokens, completion_tokens),
     }
 
@@ -154,7 +158,11 @@ def chunk_body(
 ) -> dict[str, Any]:
     choices = [] if usage_ else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
     body: dict[str, Any] = {
-        "id": id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model, "choices": choices,
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
     }
     if usage_:
         body["usage"] = usage_

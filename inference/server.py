@@ -60,8 +60,12 @@ def create_app(
     app[METRICS] = metrics
     app[STARTED] = int(time.time())
     app[SCHEDULER] = Scheduler(
-        engine, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
-        max_beam_rows=max_beam_rows, metrics=metrics,
+        engine,
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        max_queue=max_queue,
+        max_beam_rows=max_beam_rows,
+        metrics=metrics,
     )
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)
@@ -113,8 +117,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     else:
         result = await _generate(scheduler, prompt, chat)
         body = completion_body(
-            completion_id(), app[MODEL_NAME], result.text, result.finish_reason,
-            result.prompt_tokens, result.completion_tokens,
+            completion_id(),
+            app[MODEL_NAME],
+            result.text,
+            result.finish_reason,
+            result.prompt_tokens,
+            result.completion_tokens,
         )
         response = web.json_response(body)
     app[METRICS].e2e_latency.observe(time.perf_counter() - started)
@@ -175,7 +183,9 @@ async def _stream(request: web.Request, chat: ChatRequest, prompt: list[int]) ->
             await _event(response, chunk_body(id, name, {"content": result.text[len(text) :]}))
         await _event(response, chunk_body(id, name, {}, result.finish_reason))
         if chat.stream_options and chat.stream_options.include_usage:
-            await _event(response, chunk_body(id, name, {}, usage_=usage(result.prompt_tokens, result.completion_tokens)))
+            await _event(
+                response, chunk_body(id, name, {}, usage_=usage(result.prompt_tokens, result.completion_tokens))
+            )
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -190,8 +200,11 @@ async def _event(response: web.StreamResponse, body: dict[str, Any]) -> None:
 async def models(request: web.Request) -> web.Response:
     engine = request.app[SCHEDULER].engine
     model = {
-        "id": request.app[MODEL_NAME], "object": "model", "created": request.app[STARTED],
-        "owned_by": "supportbot", "max_model_len": engine.max_positions,
+        "id": request.app[MODEL_NAME],
+        "object": "model",
+        "created": request.app[STARTED],
+        "owned_by": "supportbot",
+        "max_model_len": engine.max_positions,
     }
     return web.json_response({"object": "list", "data": [model]})
 
@@ -199,8 +212,10 @@ async def models(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     scheduler = request.app[SCHEDULER]
     body = {
-        "status": "closing" if scheduler.closed else "ok", "model": request.app[MODEL_NAME],
-        "waiting": scheduler.waiting, "running": scheduler.running,
+        "status": "closing" if scheduler.closed else "ok",
+        "model": request.app[MODEL_NAME],
+        "waiting": scheduler.waiting,
+        "running": scheduler.running,
     }
     return web.json_response(body, status=503 if scheduler.closed else 200)
 

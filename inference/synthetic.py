@@ -44,16 +44,21 @@ class Spec:
 
 SPECS: dict[str, Spec] = {
     # GPT-2 small, as microsoft/DialoGPT-small.
-    "dialogpt-small": Spec(
-        "causal", dict(n_layer=12, n_embd=768, n_head=12, n_positions=1024, vocab_size=50257), 8000
-    ),
+    "dialogpt-small": Spec("causal", dict(n_layer=12, n_embd=768, n_head=12, n_positions=1024, vocab_size=50257), 8000),
     # facebook/blenderbot-400M-distill.
     "blenderbot-400m": Spec(
         "seq2seq",
         dict(
-            d_model=1280, encoder_layers=2, decoder_layers=12, encoder_attention_heads=32,
-            decoder_attention_heads=32, encoder_ffn_dim=5120, decoder_ffn_dim=5120,
-            max_position_embeddings=128, vocab_size=8008, scale_embedding=True,
+            d_model=1280,
+            encoder_layers=2,
+            decoder_layers=12,
+            encoder_attention_heads=32,
+            decoder_attention_heads=32,
+            encoder_ffn_dim=5120,
+            decoder_ffn_dim=5120,
+            max_position_embeddings=128,
+            vocab_size=8008,
+            scale_embedding=True,
         ),
         8008,
     ),
@@ -62,8 +67,15 @@ SPECS: dict[str, Spec] = {
     "tiny-seq2seq": Spec(
         "seq2seq",
         dict(
-            d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-            encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64, vocab_size=600,
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            max_position_embeddings=64,
+            vocab_size=600,
         ),
         600,
     ),
@@ -89,7 +101,9 @@ def train_tokenizer(family: Family, vocab_size: int, texts: Iterable[str] | None
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=family == "seq2seq")
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator(texts if texts is not None else _corpus(), trainer=trainer)

@@ -12,10 +12,27 @@ from inference.bench import baseline_sample, build_workload
 
 @pytest.mark.parametrize("via", ["http", "inprocess"])
 def test_bench_inference_prints_figures_and_json(capsys, via):
-    code = main([
-        "bench", "inference", "--model", "random:tiny-causal", "--concurrency", "3", "--turns", "2",
-        "--max-tokens", "6", "--max-wait-ms", "200", "--baseline-sample", "0", "--via", via, "--json",
-    ])
+    code = main(
+        [
+            "bench",
+            "inference",
+            "--model",
+            "random:tiny-causal",
+            "--concurrency",
+            "3",
+            "--turns",
+            "2",
+            "--max-tokens",
+            "6",
+            "--max-wait-ms",
+            "200",
+            "--baseline-sample",
+            "0",
+            "--via",
+            via,
+            "--json",
+        ]
+    )
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0
     report = json.loads(out[-1])

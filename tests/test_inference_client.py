@@ -22,7 +22,10 @@ from tests.inference_fixtures import running, tiny_model_dirs  # noqa: F401
 
 MESSAGES = [ChatMessage("system", "I am kind."), ChatMessage("user", "I can't sleep")]
 COMPLETION = {
-    "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "served",
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "served",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": " I'm here. "}, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15},
 }
@@ -67,7 +70,9 @@ async def test_retries_5xx_and_429_then_succeeds():
     assert reply == Completion("I'm here.", "served", 11, 4)
     assert len(server.requests) == 4
     assert server.requests[0] == {
-        "model": "served", "max_tokens": 20, "temperature": 0.7,
+        "model": "served",
+        "max_tokens": 20,
+        "temperature": 0.7,
         "messages": [{"role": "system", "content": "I am kind."}, {"role": "user", "content": "I can't sleep"}],
     }
 
@@ -139,9 +144,23 @@ async def test_extra_sampling_fields_are_sent_only_when_set():
 async def test_worker_killed_mid_request_gives_backend_errors(tiny_model_dirs):  # noqa: F811
     port = _free_port()
     worker = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "worker", "--model", str(tiny_model_dirs["seq2seq"]), "--port", str(port),
-         "--max-batch-size", "4", "--log-level", "WARNING"],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "worker",
+            "--model",
+            str(tiny_model_dirs["seq2seq"]),
+            "--port",
+            str(port),
+            "--max-batch-size",
+            "4",
+            "--log-level",
+            "WARNING",
+        ],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:

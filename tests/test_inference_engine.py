@@ -8,9 +8,9 @@ from transformers import GenerationConfig
 from transformers.pytorch_utils import Conv1D
 
 from inference.api import ChatMessage, GenerationParams
+from inference.cpu import PackedLinear, conv1d_to_linear, pack_linears, packing_available
 from inference.device import pick_device, pick_dtype
 from inference.engine import ModelLoadError, load_model
-from inference.cpu import PackedLinear, conv1d_to_linear, pack_linears, packing_available
 from inference.synthetic import build_model
 from tests.inference_fixtures import tiny_engines, tiny_model_dirs  # noqa: F401
 
@@ -107,7 +107,7 @@ def test_each_row_stops_at_its_own_limit(engine):
     config.min_new_tokens, config.min_length = None, 0
     full = engine.generate(prompts, config, [12] * 4)
     mixed = engine.generate(prompts, config, [3, 12, 5, 7])
-    for short, long, limit in zip(mixed, full, [3, 12, 5, 7]):
+    for short, long, limit in zip(mixed, full, [3, 12, 5, 7], strict=True):
         assert short.token_ids == long.token_ids[: len(short.token_ids)]
         assert short.completion_tokens <= limit
         if short.finish_reason == "length":
@@ -187,4 +187,3 @@ def test_device_and_dtype_choice():
     assert pick_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
     with pytest.raises(ValueError, match="unknown dtype"):
         pick_dtype(torch.device("cpu"), "float8")
-

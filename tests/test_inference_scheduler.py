@@ -47,7 +47,9 @@ async def test_concurrent_requests_share_one_batch_and_match_alone(causal):
     assert streamed == results[0].token_ids  # the stream carries exactly the reply's tokens
     text = metrics.exposition().decode()
     assert 'vllm:batch_size_sum{model_name="tiny"} 6.0' in text
-    assert f'vllm:generation_tokens_total{{model_name="tiny"}} {float(sum(r.completion_tokens for r in results))}' in text
+    assert (
+        f'vllm:generation_tokens_total{{model_name="tiny"}} {float(sum(r.completion_tokens for r in results))}' in text
+    )
     assert 'vllm:time_to_first_token_seconds_count{model_name="tiny"} 6.0' in text
 
 

@@ -165,9 +165,14 @@ async def test_health_and_metrics(tiny_engines):  # noqa: F811
         async with http.get(base + "/metrics") as response:
             text = await response.text()
     for name in (
-        "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:request_queue_time_seconds_count",
-        "vllm:e2e_request_latency_seconds_count", "vllm:prompt_tokens_total", "vllm:generation_tokens_total",
-        "vllm:batch_size_count", "vllm:time_to_first_token_seconds_count",
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:request_queue_time_seconds_count",
+        "vllm:e2e_request_latency_seconds_count",
+        "vllm:prompt_tokens_total",
+        "vllm:generation_tokens_total",
+        "vllm:batch_size_count",
+        "vllm:time_to_first_token_seconds_count",
     ):
         assert f'{name}{{model_name="tiny"}}' in text, name
     assert 'vllm:e2e_request_latency_seconds_count{model_name="tiny"} 1.0' in text
