@@ -197,7 +197,7 @@ class Dialogue:
     async def _respond(self, turn: _Turn) -> TurnResult:
         message, user, conversation, earlier, persona = turn
         recent = [m.text for m in earlier if m.role == Role.USER][-RECENT_USER_TURNS:]
-        assessment = self.safety.assess(message.text, recent)
+        assessment = await self._assess(message.text, recent)
         metrics.ASSESSMENTS.labels(assessment.level.name.lower()).inc()
         level = max(assessment.level, Level(conversation.risk_level))
 
@@ -206,6 +206,11 @@ class Dialogue:
         if assessment.level >= Level.CONCERN:
             return await self._crisis(message, conversation, user, assessment, level)
         return await self._model_reply(message, conversation, user, persona, earlier, assessment, level)
+
+    async def _assess(self, body: str, recent: Sequence[str]) -> Assessment:
+        """The crisis layer's reading, in a worker thread: its learned components can take tens of ms of
+        CPU and release the GIL, so other chats' turns go on meanwhile and a second core can help."""
+        return await asyncio.to_thread(self.safety.assess, body, recent)
 
     # --- the three ways a turn ends ---------------------------------------------------------
 
@@ -350,7 +355,7 @@ class Dialogue:
 
     async def _answer_without_database(self, incoming: Incoming, body: str) -> TurnResult:
         """The database is down: the crisis layer still answers and alerts; otherwise apologise."""
-        assessment = self.safety.assess(body, ())
+        assessment = await self._assess(body, ())
         if assessment.level >= Level.CONCERN:
             safe = self.safety.safe_reply(assessment, incoming.locale, None)
             await self._alert("escalation", None, None, None, assessment.level, incoming.channel, body, assessment)
