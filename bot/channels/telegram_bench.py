@@ -280,6 +280,7 @@ def bench(args: argparse.Namespace) -> int:
     here, there = context.Pipe()
     telegram = context.Process(target=telegram_load.serve, args=(there, TOKEN, SECRET), daemon=True)
     telegram.start()
+    there.close()  # only the child holds its end now: if it dies, recv() here raises EOFError instead of hanging
     try:
         api_url = here.recv()
         results = asyncio.run(_run(args, here, api_url))
