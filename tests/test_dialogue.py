@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
 from bot.alerts import Alert
@@ -306,3 +307,34 @@ async def test_many_new_people_one_after_another_each_get_a_conversation(db, bac
     results = [await dialogue.handle(Incoming("test", f"new{i}", "hi")) for i in range(12)]
     assert [r.outcome for r in results] == [Outcome.MODEL] * 12
     assert await count(db, Conversation) == 12
+
+
+async def test_sqlite_writer_waits_for_another_engines_lock_without_blocking_the_event_loop(tmp_path) -> None:
+    """SQLite runs on the event loop's thread: a second engine (another replica, another process) waiting
+    for the write lock must sleep asynchronously, then get in once the first commits."""
+    from db import migrate
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    await migrate.upgrade(url)
+    first, second = Database(url), Database(url)
+    add_user = text(
+        "INSERT INTO users (channel, external_id, opted_out, created_at) VALUES ('t', :id, 0, '2026-01-01')"
+    )
+    try:
+        async with first.begin() as conn:
+            await conn.execute(add_user, {"id": "a"})
+            waiting = asyncio.create_task(_insert_with(second, add_user, "b"))
+            started = time.perf_counter()
+            await asyncio.sleep(0.2)
+            assert time.perf_counter() - started < 0.5  # the loop kept running while `second` waited
+            assert not waiting.done()
+        await asyncio.wait_for(waiting, 5)
+        assert await count(second, User) == 2
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def _insert_with(db: Database, statement: object, external_id: str) -> None:
+    async with db.begin() as conn:
+        await conn.execute(statement, {"id": external_id})  # type: ignore[arg-type]
