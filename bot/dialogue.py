@@ -243,7 +243,7 @@ class Dialogue:
             # The conversation is still at risk: keep the way to a person in view.
             reply = f"{reply}\n\n{self.safety.safe_reply(assessment, user.locale, user.country).text}"
         try:
-            async with self.db.begin() as conn:
+            async with self.db.autocommit() as conn:
                 reply_id = await repo.answer(
                     conn,
                     message,

@@ -221,6 +221,32 @@ def _unfinished(earlier: Any) -> Any:
     )
 
 
+def _answer(dialect: str) -> Any:
+    """Store a reply. On PostgreSQL the same statement marks the message answered (a data-modifying CTE),
+    so a reply costs one round trip and needs no transaction around it; SQLite adds an UPDATE."""
+    reply = insert(Message).values(
+        conversation_id=bindparam("conv"),
+        user_id=bindparam("uid"),
+        role=Role.BOT,
+        text=bindparam("body", type_=Message.text.type),
+        reply_to_id=bindparam("mid"),
+        model=bindparam("model_name"),
+        latency_ms=bindparam("latency"),
+        risk_level=bindparam("risk"),
+        created_at=bindparam("now"),
+    )
+    if dialect != "postgresql":
+        return reply.returning(Message.id)
+    stored = reply.returning(Message.id).cte("reply")
+    return (
+        update(Message)
+        .where(Message.id == bindparam("mid"))
+        .values(status=MessageStatus.ANSWERED, risk_level=bindparam("assessed"))
+        .add_cte(stored)
+        .returning(select(stored.c.id).scalar_subquery())
+    )
+
+
 @cache
 def _statements(dialect: str) -> SimpleNamespace:
     """The queue's statements for one dialect (ON CONFLICT and FOR UPDATE differ), built on first use."""
@@ -295,7 +321,7 @@ def _statements(dialect: str) -> SimpleNamespace:
         store=store,
         claim=claim,
         history=history,
-        answer=insert(Message).returning(Message.id),
+        answer=_answer(dialect),
         finish=update(Message).where(Message.id == bindparam("mid")),
         duplicate=select(Message.id).where(
             Message.user_id == bindparam("uid"), Message.channel_message_id == bindparam("cmid")
@@ -401,22 +427,24 @@ async def answer(
     latency_ms: int | None = None,
     risk_level: int | None = None,
 ) -> int:
-    """Store the reply to a user message and mark the message answered; returns the reply's id."""
+    """Store the reply to a user message and mark the message answered; returns the reply's id.
+
+    On PostgreSQL this is one statement, atomic by itself (see `Database.autocommit`)."""
     q = _statements(conn.dialect.name)
-    reply_id = await conn.scalar(
-        q.answer,
-        {
-            "conversation_id": message.conversation_id,
-            "user_id": message.user_id,
-            "role": Role.BOT,
-            "text": text,
-            "reply_to_id": message.id,
-            "model": model,
-            "latency_ms": latency_ms,
-            "risk_level": risk_level,
-        },
-    )
-    await conn.execute(q.finish, {"mid": message.id, "status": MessageStatus.ANSWERED, "risk_level": assessed})
+    params = {
+        "conv": message.conversation_id,
+        "uid": message.user_id,
+        "body": text,
+        "mid": message.id,
+        "model_name": model,
+        "latency": latency_ms,
+        "risk": risk_level,
+        "now": utcnow(),
+        "assessed": assessed,
+    }
+    reply_id = await conn.scalar(q.answer, params)
+    if conn.dialect.name != "postgresql":
+        await conn.execute(q.finish, {"mid": message.id, "status": MessageStatus.ANSWERED, "risk_level": assessed})
     return int(reply_id)
 
 
