@@ -11,6 +11,8 @@ On CPU, a causal batch's prompts are first run one by one (all but their last to
 key/value states laid side by side, left-padded, in one preallocated cache; `generate` then
 starts from there. A padded batch would spend a third of its prefill on padding, and its large
 activations fall out of the CPU caches; beam search would also run each prompt once per beam.
+Run alone, a prompt can also start from the stored states of its conversation's last prompt
+(`inference.prefix`), so a follow-up turn computes only its new tokens.
 """
 
 from __future__ import annotations

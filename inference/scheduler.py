@@ -11,8 +11,9 @@ key/value cache every step to follow its beams, and on CPU a batch of more than 
 hypotheses outgrows the processor cache and gets slower per request than running alone.
 
 Transformers' continuous batching (`generate_batch`, `ContinuousBatchingManager`) was measured
-against this on CPU and lost (see `bench inference --continuous-batching`), so it is not used
-here; it also does not cover encoder-decoder models.
+against this on CPU and lost (see `bench inference --continuous-batching`: given all 64 prompts
+of 32 conversations at once it served 2.6x the one-at-a-time baseline where this served 5.8x),
+so it is not used here; it also does not cover encoder-decoder models.
 """
 
 from __future__ import annotations
