@@ -364,3 +364,35 @@ def test_chore_threats_dreams_negated_thoughts_and_recovery_are_not_crisis(detec
 def test_not_joking_takes_the_joke_reading_back(detector: CrisisDetector) -> None:
     assert level(detector, "I'll stab my brother lol") < Level.CONCERN
     assert level(detector, "I'll stab my brother, I'm not joking") >= Level.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "how many floors do you need so you do not survive",  # the question's own "not" is no negation
+        "скільки поверхів щоб точно не вижити",
+        "gave my guitar and my books away, I won't need them anymore",  # books are not media talk here
+        "роздала книжки, мені вони вже не знадобляться",
+        "jak jutro się nie odezwę, nie martwcie się",
+        "если завтра не выйду на связь, не переживайте",
+        "my kids will be fine with their dad. better even",
+        "в подвал не пойду, если накроет то и пусть",
+    ],
+)
+def test_quiet_crises(detector: CrisisDetector, text: str) -> None:
+    assert level(detector, text) >= Level.CONCERN
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I've already decided what to cook for Christmas",
+        "już postanowiłam, że przeprowadzę się do Krakowa",
+        "в подростковом возрасте резала руки, уже 8 лет чистая и горжусь этим",
+        "мої сукуленти постійно вчиняють самогубство 😂",
+        "jak zatamować krwotok z nosa u dziecka",
+        "last time the drone hit the building next door, I can't sleep",
+    ],
+)
+def test_quiet_crisis_look_alikes_are_not_crisis(detector: CrisisDetector, text: str) -> None:
+    assert level(detector, text) < Level.CONCERN
