@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -47,10 +48,22 @@ async def _realerts(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _freeze_startup_objects(_app: web.Application) -> None:
+    """Move everything loaded at start (modules, lexicons, models: ~190k objects) out of the garbage
+    collector's view, once per process: a full collection scanned them all, an 80 ms pause that lands
+    on whichever turns are in flight. They live as long as the process anyway."""
+    global _frozen
+    if not _frozen:
+        gc.freeze()
+        _frozen = True
+
+
+_frozen = False
+
+
 def create_app(service: Service) -> web.Application:
     """The aiohttp application with health, metrics, web chat and every configured channel."""
-    from bot.channels import telegram
-    from bot.channels import twilio
+    from bot.channels import telegram, twilio
     from bot.channels import web as webchat
 
     app = web.Application(client_max_size=1024 * 1024)
@@ -58,6 +71,7 @@ def create_app(service: Service) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.cleanup_ctx.append(_realerts)
+    app.on_startup.append(_freeze_startup_objects)
     webchat.mount(app, service)
     telegram.mount(app, service)
     twilio.mount(app, service)
