@@ -19,6 +19,7 @@ from bot.crisis.evaluation import load_examples, unique
 from bot.crisis.layer import CrisisLayer
 from bot.crisis.learned import data_version, positives
 from bot.crisis.levels import Level
+from bot.crisis.threshold import Choice, pick
 
 DATA = Path(__file__).with_name("data")
 
@@ -131,3 +132,21 @@ def test_a_component_that_raises_leaves_the_rules_verdict(model: NgramClassifier
     detector = CrisisDetector.load(components=[Broken()])
     assert detector.assess("I want to die").level == Level.CRISIS
     assert detector.assess("hello").level == Level.NONE
+
+
+def test_the_threshold_is_the_lowest_within_every_budget() -> None:
+    table = [Choice(0.3, 1.0, 0.04, 0.20), Choice(0.5, 0.99, 0.03, 0.09), Choice(0.7, 0.95, 0.01, 0.05)]
+    assert pick(table, max_none_rate=0.05).threshold == 0.3  # recall first
+    assert pick(table, max_none_rate=0.05, max_distress_rate=0.10).threshold == 0.5
+    with pytest.raises(ValueError, match="the rules alone exceed them"):
+        pick(table, max_none_rate=0.0)
+
+
+def test_a_long_message_is_read_in_windows_so_length_alone_never_escalates() -> None:
+    shipped = NgramClassifier.load(SHIPPED)
+    day = "Day {}: we walked to the market, bought bread and cooked dinner."
+    ordinary = " ".join(day.format(i) for i in range(60))  # ~600 words; scored whole, this read as 0.997
+    assert shipped.probability(ordinary) < shipped.threshold
+    crisis = "I took all my pills an hour ago and I feel like I am fading"
+    buried = " ".join(day.format(i) for i in range(20)) + " " + crisis
+    assert shipped.probability(buried) >= shipped.threshold <= shipped.probability(crisis)

@@ -12,6 +12,7 @@ import pytest
 
 from bot.crisis.detector import CrisisDetector
 from bot.crisis.evaluation import Report, evaluate, load_examples
+from bot.crisis.layer import CrisisLayer
 
 DATA = Path(__file__).with_name("data")
 TUNED = {"crisis_dev.jsonl", "crisis_phrases.jsonl"}
@@ -46,3 +47,21 @@ def test_distress_is_mostly_not_escalated(report: Report, request: pytest.Fixtur
     # Distress recall is no goal (distress -> none costs no escalation); held to it where the rules were tuned.
     if request.node.callspec.params["report"] in TUNED:
         assert report.overall.recall("distress") >= 0.75
+
+
+@pytest.fixture(scope="module")
+def shipped_layer() -> CrisisDetector:
+    """Rules plus both shipped learned components: what the service runs."""
+    return CrisisLayer.load().detector
+
+
+def test_the_shipped_layer_keeps_the_goals_on_the_development_set(shipped_layer: CrisisDetector) -> None:
+    report = evaluate(shipped_layer.assess, load_examples(DATA / "crisis_dev.jsonl"), progress=False)
+    assert report.overall.recall("crisis") >= 0.95 and report.overall.rate("none", "crisis") <= 0.05
+    assert report.overall.rate("distress", "crisis") <= 0.10
+
+
+def test_the_shipped_layer_does_not_escalate_people_just_talking_to_the_bot(shipped_layer: CrisisDetector) -> None:
+    """'do you remember me', 'I am back', 'tell me a joke': the embedding backstop once escalated such lines."""
+    report = evaluate(shipped_layer.assess, load_examples(DATA / "crisis_chitchat.jsonl"), progress=False)
+    assert report.overall.rate("none", "crisis") <= 0.02 and report.overall.rate("distress", "crisis") <= 0.05

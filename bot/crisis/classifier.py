@@ -28,11 +28,17 @@ from bot.crisis.normalize import tokenize
 DIMENSIONS = 1 << 18
 SHIPPED = Path(__file__).with_name("data") / "classifier.npz"
 _FORMAT = 2
+# The model is trained on messages of a few dozen words and its score grows with the square root of
+# the length, so a long message is read in overlapping windows of this many words, the riskiest counts.
+WINDOW_WORDS, WINDOW_STEP = 48, 24
 
 
 def features(text: str) -> np.ndarray:
     """Hashed indices of folded word unigrams, bigrams and character 3-5-grams (with repeats)."""
-    words = [t.form for t in tokenize(text)]
+    return _hashed([t.form for t in tokenize(text)])
+
+
+def _hashed(words: Sequence[str]) -> np.ndarray:
     grams = [f"w:{w}" for w in words] + [f"b:{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
     for w in words:
         padded = f"<{w}>"
@@ -53,7 +59,11 @@ class NgramClassifier:
     name: str = "ngram-lr"
 
     def probability(self, text: str) -> float:
-        idx = features(text)
+        words = [t.form for t in tokenize(text)]
+        starts = range(0, max(len(words) - WINDOW_WORDS, 0) + WINDOW_STEP, WINDOW_STEP)
+        return max(self._probability(_hashed(words[i : i + WINDOW_WORDS])) for i in starts)
+
+    def _probability(self, idx: np.ndarray) -> float:
         if idx.size == 0:
             return 0.0
         score = float(self.weights[idx].sum()) / math.sqrt(idx.size) + self.bias

@@ -59,6 +59,8 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     fit.add_argument("--folds", type=int, default=5, help="cross-validation folds for choosing the threshold")
     fit.add_argument("--max-none-rate", type=float, default=0.02,
                      help="none -> crisis budget of rules + classifier on held-out folds")  # fmt: skip
+    fit.add_argument("--max-distress-rate", type=float, default=1.0,
+                     help="distress -> crisis budget on held-out folds (default 1: no budget)")  # fmt: skip
     fit.add_argument("--epochs", type=int, help="training epochs (default 12 for ngram, 60 for embedding)")
     fit.set_defaults(func=_train)
 
@@ -109,8 +111,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         return _fail("--threshold must be between 0 and 1")
     args.epochs = args.epochs or (12 if args.kind == "ngram" else 60)
-    if args.epochs < 1 or args.folds < 2 or not 0.0 <= args.max_none_rate < 1.0:
-        return _fail("--epochs must be at least 1, --folds at least 2, --max-none-rate in [0, 1)")
+    budgets_ok = 0.0 <= args.max_none_rate < 1.0 and 0.0 <= args.max_distress_rate <= 1.0
+    if args.epochs < 1 or args.folds < 2 or not budgets_ok:
+        return _fail("--epochs must be at least 1, --folds at least 2, the rate budgets in [0, 1]")
     try:
         examples = unique(e for path in args.files for e in load_examples(path))
     except DatasetError as exc:
@@ -125,7 +128,7 @@ def _train(args: argparse.Namespace) -> int:
         table = sweep(examples, out_of_fold(len(examples), args.folds, fit_predict),
                       [rules.assess(e.text, e.context).label == "crisis" for e in examples])  # fmt: skip
         try:
-            choice = pick(table, args.max_none_rate)
+            choice = pick(table, args.max_none_rate, args.max_distress_rate)
         except ValueError as exc:
             return _fail(str(exc))
         print(f"cross-validated ({args.folds} folds), rules + {args.kind} model:")

@@ -2,8 +2,8 @@
 
 The classifier is a recall backstop behind the rules, so what matters is the whole layer: a
 message counts as escalated when the rules say `concern`+ or the classifier's out-of-fold
-probability reaches the threshold. The lowest threshold that keeps `none` -> crisis within
-the budget is taken: recall first, precision only against harmless messages.
+probability reaches the threshold. The lowest threshold that keeps `none` -> crisis (and,
+optionally, `distress` -> crisis) within budget is taken: recall first.
 """
 
 from __future__ import annotations
@@ -55,12 +55,19 @@ def sweep(examples: Sequence[Example], probs: np.ndarray, rules_escalate: Sequen
     return table
 
 
-def pick(table: Sequence[Choice], max_none_rate: float) -> Choice:
-    """The lowest threshold whose none -> crisis rate is within budget (recall first)."""
+def pick(table: Sequence[Choice], max_none_rate: float, max_distress_rate: float = 1.0) -> Choice:
+    """The lowest threshold whose none -> crisis and distress -> crisis rates are within budget (recall first).
+
+    The distress budget matters because a person in pain who is escalated gets a safe reply instead of
+    a conversation, and operators who are paged for every sad message stop looking.
+    """
     for choice in table:
-        if choice.none_to_crisis <= max_none_rate:
+        if choice.none_to_crisis <= max_none_rate and choice.distress_to_crisis <= max_distress_rate:
             return choice
-    raise ValueError(f"no threshold keeps none -> crisis within {max_none_rate}: the rules alone exceed it")
+    raise ValueError(
+        f"no threshold keeps none -> crisis within {max_none_rate} and distress -> crisis within "
+        f"{max_distress_rate}: the rules alone exceed them"
+    )
 
 
 def _share(escalated: np.ndarray, mask: np.ndarray) -> float:
