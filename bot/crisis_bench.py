@@ -15,10 +15,8 @@ import argparse
 import asyncio
 import json
 import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -162,15 +160,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     for kind in kinds:
         print(f"{kind}: {args.messages} crisis messages, inference worker stopped", flush=True)
-        if kind == "sqlite":
-            with tempfile.TemporaryDirectory() as tmp:
-                results[kind] = await _measure(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", args.messages, args.gap)
-        else:
-            url = await scratch.create_database(args.postgres_url, "supportbot_bench")
-            try:
-                results[kind] = await _measure(url, args.messages, args.gap)
-            finally:
-                await scratch.drop_database(args.postgres_url, url)
+        async with scratch.bench_database(kind, args.postgres_url) as url:
+            results[kind] = await _measure(url, args.messages, args.gap)
         _report(kind, results[kind])
     return results
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
@@ -38,3 +42,18 @@ async def create_database(server_url: str, prefix: str) -> str:
 async def drop_database(server_url: str, url: str) -> None:
     """Drop a database made by create_database, closing any connection still open to it."""
     await _execute(server_url, f'DROP DATABASE "{make_url(url).database}" WITH (FORCE)')
+
+
+@asynccontextmanager
+async def bench_database(kind: str, server_url: str) -> AsyncIterator[str]:
+    """A throw-away database for one benchmark run: an SQLite file in a temporary folder, or a scratch
+    PostgreSQL database beside `server_url`'s; removed afterwards."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
+        return
+    url = await create_database(server_url, "supportbot_bench")
+    try:
+        yield url
+    finally:
+        await drop_database(server_url, url)

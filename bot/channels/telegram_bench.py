@@ -19,13 +19,11 @@ import multiprocessing
 import os
 import pstats
 import socket
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -226,26 +224,13 @@ def _latency(phase: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _on_postgres(admin_url: str, api_url: str, load: Connection, args: argparse.Namespace) -> dict[str, Any]:
-    """In a scratch database created for the run and dropped after it."""
-    url = await scratch.create_database(admin_url, "supportbot_bench")
-    try:
-        return await _measure(url, api_url, load, args)
-    finally:
-        await scratch.drop_database(admin_url, url)
-
-
 async def _run(args: argparse.Namespace, load: Connection, api_url: str) -> dict[str, Any]:
     results: dict[str, Any] = {}
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     for kind in kinds:
         print(f"{kind}: load average {os.getloadavg()[0]:.2f} before the run", flush=True)
-        if kind == "sqlite":
-            with tempfile.TemporaryDirectory() as scratch:
-                url = f"sqlite+aiosqlite:///{Path(scratch) / 'bench.db'}"
-                results[kind] = await _measure(url, api_url, load, args)
-        else:
-            results[kind] = await _on_postgres(args.postgres_url, api_url, load, args)
+        async with scratch.bench_database(kind, args.postgres_url) as url:
+            results[kind] = await _measure(url, api_url, load, args)
         _report(kind, results[kind], args.rate)
     return results
 
