@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Sequence
@@ -11,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.crisis import commands
 from bot.crisis.classifier import SHIPPED, NgramClassifier, train
 from bot.crisis.components import load_components
 from bot.crisis.detector import CrisisDetector
@@ -20,6 +18,7 @@ from bot.crisis.layer import CrisisLayer
 from bot.crisis.learned import data_version, positives
 from bot.crisis.levels import Level
 from bot.crisis.threshold import Choice, pick
+from tests.test_crisis_commands import run
 
 DATA = Path(__file__).with_name("data")
 
@@ -81,11 +80,7 @@ def test_train_command_writes_a_usable_model(tmp_path: Path, capsys: pytest.Capt
     rows = [{"text": t, "label": "crisis"} for t in RISK] + [{"text": t, "label": "none"} for t in SAFE]
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
     out_path = tmp_path / "m.npz"
-    parser = argparse.ArgumentParser()
-    top = parser.add_subparsers(dest="command", required=True)
-    commands.register(top, top.add_parser("bench").add_subparsers())
-    args = parser.parse_args(["crisis", "train", str(data), "--out", str(out_path), "--epochs", "3"])
-    assert args.func(args) == 0
+    assert run(["crisis", "train", str(data), "--out", str(out_path), "--epochs", "3"]) == 0
     out = capsys.readouterr().out
     assert "trained on 13 messages (6 crisis)" in out  # repeated texts count once
     assert "cross-validated (5 folds)" in out and "<- chosen" in out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -12,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.crisis import commands
 from bot.crisis.classifier import SHIPPED as NGRAM_SHIPPED
 from bot.crisis.classifier import NgramClassifier
 from bot.crisis.components import load_components
@@ -22,6 +20,7 @@ from bot.crisis.evaluation import load_examples, unique
 from bot.crisis.layer import CrisisLayer
 from bot.crisis.learned import data_version, positives
 from bot.crisis.levels import Level
+from tests.test_crisis_commands import run
 
 DATA = Path(__file__).with_name("data")
 # One idea per line, said in different languages: the head sees meaning, not shared spelling.
@@ -141,13 +140,9 @@ def test_train_command_cross_validates_and_writes_a_usable_model(
     rows = [{"text": t, "label": "crisis"} for t in RISK] + [{"text": t, "label": "none"} for t in SAFE]
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
     out_path = tmp_path / "e5.npz"
-    parser = argparse.ArgumentParser()
-    top = parser.add_subparsers(dest="command", required=True)
-    commands.register(top, top.add_parser("bench").add_subparsers())
     argv = ["crisis", "train", str(data), "--kind", "embedding", "--out", str(out_path), "--epochs", "5",
             "--folds", "3", "--max-none-rate", "0.5"]  # fmt: skip
-    args = parser.parse_args(argv)
-    assert args.func(args) == 0
+    assert run(argv) == 0
     out = capsys.readouterr().out
     assert "cross-validated (3 folds), rules + embedding model" in out and "trained on 12 messages (6 crisis)" in out
     trained = EmbeddingClassifier.load(out_path)
