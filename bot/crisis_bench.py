@@ -14,23 +14,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from bot.channels.telegram_bench import DEFAULT_POSTGRES, SECRET, TOKEN, free_port, percentile
+from bot.channels.telegram_webhook import SECRET_HEADER
 from bot.settings import Settings
-from bot.testing.fake_bot_api import Call, FakeBotAPI, message_update
+from bot.testing.fake_bot_api import FakeBotAPI, message_update
 from db import scratch
 
-TOKEN = "100000:benchTOKENbenchTOKENbenchTOKENbench"
-SECRET = "bench-secret"
 OPERATOR_CHAT = -1_000_000_001
 TARGET_MS = 2000.0
-DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 # (language code, text): crisis messages the rule layer must catch; one per language and kind.
 MESSAGES = (
     ("en", "I have the pills in front of me and I'm going to take them all tonight"),
@@ -42,30 +39,6 @@ MESSAGES = (
     ("ru", "подруга пишет что прощается и наглоталась таблеток"),
     ("pl", "pociąłem się znowu i nie mogę zatrzymać krwi"),
 )
-
-
-def _free_port() -> int:
-    """A port nobody listens on yet: the bot's, or (never opened) the stopped inference worker's."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Timings:
-    """When each chat's first reply and each operator alert reached the stand-in Bot API."""
-
-    replies: dict[int, Call] = field(default_factory=dict)
-    alerts: list[Call] = field(default_factory=list)
-
-    def record(self, call: Call) -> None:
-        if call.method != "sendMessage":
-            return
-        chat_id = call.params["chat_id"]
-        if chat_id == OPERATOR_CHAT:
-            self.alerts.append(call)
-        else:
-            self.replies.setdefault(chat_id, call)
 
 
 async def _serve_bot(settings: Settings) -> tuple[web.AppRunner, Any]:
@@ -83,11 +56,9 @@ async def _serve_bot(settings: Settings) -> tuple[web.AppRunner, Any]:
 
 
 async def _measure(database_url: str, rounds: int, gap_s: float) -> dict[str, Any]:
-    api = FakeBotAPI(TOKEN, record=False)
-    timings = Timings()
-    api.on_call = timings.record
+    api = FakeBotAPI(TOKEN)
     api_url = await api.start()
-    bot_port, worker_port = _free_port(), _free_port()
+    bot_port, worker_port = free_port(), free_port()  # nothing will listen on the worker's
     webhook = f"http://127.0.0.1:{bot_port}/telegram/webhook"
     settings = Settings(
         database_url=database_url,
@@ -104,24 +75,26 @@ async def _measure(database_url: str, rounds: int, gap_s: float) -> dict[str, An
     reply_ms, alert_ms, unsafe = [], [], 0
     helpline_numbers = _helpline_numbers()
     try:
-        async with aiohttp.ClientSession(headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}) as http:
+        async with aiohttp.ClientSession(headers={SECRET_HEADER: SECRET}) as http:
             for i in range(rounds):
                 language, text = MESSAGES[i % len(MESSAGES)]
                 chat_id = 5_000_000 + i
-                alerts_before = len(timings.alerts)
+                alerts_before = len(api.calls_of("sendMessage", OPERATOR_CHAT))
                 started = time.perf_counter()
                 async with http.post(webhook, json=message_update(chat_id, text=text, language_code=language)) as r:
                     r.raise_for_status()
-                deadline = started + 10.0
-                while (chat_id not in timings.replies or len(timings.alerts) <= alerts_before) and (
-                    time.perf_counter() < deadline
-                ):
-                    await asyncio.sleep(0.002)
-                reply = timings.replies.get(chat_id)
-                if reply is None or len(timings.alerts) <= alerts_before:
-                    raise RuntimeError(f"message {i} ({language}) got no reply or no alert within 10 s")
+                try:
+                    await api.wait_for(
+                        lambda a, chat=chat_id, before=alerts_before: (
+                            bool(a.calls_of("sendMessage", chat))
+                            and len(a.calls_of("sendMessage", OPERATOR_CHAT)) > before
+                        )
+                    )
+                except TimeoutError:
+                    raise RuntimeError(f"message {i} ({language}) got no reply or no alert within 10 s") from None
+                reply = api.calls_of("sendMessage", chat_id)[0]
                 reply_ms.append(1000 * (reply.at - started))
-                alert_ms.append(1000 * (timings.alerts[alerts_before].at - started))
+                alert_ms.append(1000 * (api.calls_of("sendMessage", OPERATOR_CHAT)[alerts_before].at - started))
                 unsafe += not any(number in reply.params["text"] for number in helpline_numbers)
                 print(f"  {i + 1}/{rounds} ({language}): reply {reply_ms[-1]:.0f} ms, alert {alert_ms[-1]:.0f} ms")
                 await asyncio.sleep(gap_s)
@@ -146,12 +119,11 @@ def _helpline_numbers() -> list[str]:
 
 
 def _summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
     return {
         "first": round(values[0], 1),
-        "p50": round(ordered[len(ordered) // 2], 1),
-        "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1),
-        "max": round(ordered[-1], 1),
+        "p50": round(percentile(values, 0.5), 1),
+        "p95": round(percentile(values, 0.95), 1),
+        "max": round(max(values), 1),
     }
 
 

@@ -95,12 +95,14 @@ class DatabaseProbe:
         self.statements, self.commits, self.seconds = 0, 0, 0.0
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (NaN for no values)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A local port nothing listens on yet."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -129,7 +131,7 @@ class BotUnderTest:
 
     def __init__(self, database_url: str, api_url: str, *, channel_only: bool = False) -> None:
         self.channel_only = channel_only
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/telegram/webhook"
         self.settings = Settings(
             database_url=database_url,
@@ -177,7 +179,7 @@ async def _alone(bot: BotUnderTest, load: Connection, common: dict[str, Any], se
     cpu = time.process_time() - cpu
     answered = max(alone["answered"], 1)
     return {
-        "p50_ms": round(_percentile(alone["latencies_ms"], 0.5), 2),
+        "p50_ms": round(percentile(alone["latencies_ms"], 0.5), 2),
         "sql_statements": round(bot.probe.statements / answered, 2),
         "transactions": round(bot.probe.commits / answered, 2),
         "ms_in_sql": round(1000 * bot.probe.seconds / answered, 2),
@@ -219,8 +221,8 @@ def _latency(phase: dict[str, Any]) -> dict[str, Any]:
         "sent": phase["sent"],
         "answered": phase["answered"],
         "failed": phase["failed"],
-        "p50_ms": round(_percentile(latencies, 0.50), 2),
-        "p99_ms": round(_percentile(latencies, 0.99), 2),
+        "p50_ms": round(percentile(latencies, 0.50), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
     }
 
 
