@@ -27,8 +27,9 @@ class CrisisLayer:
     def load(cls, classifier: str | None = None) -> CrisisLayer:
         """Load every data file now, so a malformed lexicon stops start-up instead of a turn.
 
-        `classifier` is the learned recall backstop's model file: None for the shipped one, ""
-        for the rules alone; a broken file leaves the rules alone (with a warning), never no layer.
+        `classifier` names the learned backstops: None for the shipped ones (n-gram, then embedding),
+        "" for the rules alone, or one model file; any that cannot load is left out (with a warning),
+        never the rules.
         """
         detector = CrisisDetector.load(components=load_components(classifier))
         return cls(detector, SafeResponder.load(), OutputFilter.load())
