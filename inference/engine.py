@@ -13,6 +13,13 @@ starts from there. A padded batch would spend a third of its prefill on padding,
 activations fall out of the CPU caches; beam search would also run each prompt once per beam.
 Run alone, a prompt can also start from the stored states of its conversation's last prompt
 (`inference.prefix`), so a follow-up turn computes only its new tokens.
+
+Greedy and sampled requests on GPT-2 (DialoGPT) and BlenderBot models are decoded step by step
+instead (`join`, `step`): the engine runs the decoder itself over a `RunningBatch` whose rows
+join and leave between steps (`inference.batch`). A newcomer is prefilled alone, without
+padding (its prompt states, or its encoder output and cross-attention keys/values), then
+decodes one token per step with everyone else; a row's logits pass through the same logits
+processors `generate` would build for it alone. Beam search keeps the one-call path above.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation.streamers import BaseStreamer
 
 from inference.api import ChatMessage, GenerationParams
+from inference.batch import CrossAttentionCache, Row, RunningBatch, SelfAttentionCache
 from inference.cpu import fuse_gelu, pack_linears, packing_available, quantize_int8
 from inference.device import pick_device, pick_dtype
 from inference.generation import apply_family_defaults, request_config
@@ -52,6 +60,7 @@ log = logging.getLogger(__name__)
 RANDOM_PREFIX = "random:"
 DEFAULT_PREFIX_CACHE_MB = 512.0  # key/value states of recent prompts (CPU causal models), see inference.prefix
 HPU_PAD_MULTIPLE = 32  # Gaudi compiles a graph per input shape; bucketing lengths bounds their number
+STEPPED_MODELS = ("gpt2", "blenderbot")  # architectures whose decoder `step` runs (model_type)
 
 TokenCallback = Callable[[int, int], None]  # (row, token id), called from the generation thread
 
@@ -114,6 +123,8 @@ class Engine:
         self._generate_extras: dict[str, Any] = (
             dict(lazy_mode=True, hpu_graphs=True) if self.device.type == "hpu" else {}
         )
+        # Gaudi wants fixed shapes, which a batch changing every step is not.
+        self._stepped = config.model_type in STEPPED_MODELS and self.device.type != "hpu"
 
     def prompt_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
         """The model input for a chat, in the shared training/serving format."""
@@ -179,6 +190,128 @@ class Engine:
         )
         start = len(prompt) if self.family == "causal" else 1
         return self._finish(output[0, start:].tolist(), len(prompt), limit)
+
+    def steppable(self, config: GenerationConfig) -> bool:
+        """Whether a request decoded with `config` can join a running batch (not beam search)."""
+        return self._stepped and (config.num_beams or 1) == 1
+
+    def new_batch(self) -> RunningBatch:
+        """An empty running batch with caches shaped for this model (no caches: nothing steppable)."""
+        c = self.model.config
+        if not self._stepped:
+            return RunningBatch(None)
+        if self.family == "causal":
+            return RunningBatch(
+                SelfAttentionCache(c.n_layer, c.n_head, c.n_embd // c.n_head, self.model.dtype, self.device)
+            )
+        shape = (c.decoder_layers, c.decoder_attention_heads, c.d_model // c.decoder_attention_heads)
+        own = SelfAttentionCache(*shape, self.model.dtype, self.device)
+        return RunningBatch(
+            own, CrossAttentionCache(*shape, self.model.dtype, self.device, max_columns=self.max_positions)
+        )
+
+    @torch.inference_mode()
+    def join(
+        self, batch: RunningBatch, prompt: list[int], config: GenerationConfig, limit: int, tag: Any = None
+    ) -> Row:
+        """Prefill one prompt alone and add it to `batch`; its first token comes from the next step.
+        Causal: the prompt but its last token is cached, the last is the row's first input.
+        Seq2seq: the encoder runs on the prompt, the decoder starts from its start token."""
+        config = copy.deepcopy(config)
+        config.max_new_tokens = limit
+        encoder_states = None
+        if self.family == "causal":
+            past = len(prompt) - 1
+            states = self._prompt_states(prompt[:-1]) if past else None
+            history, first = list(prompt), prompt[-1]
+        else:
+            past, states = 0, None
+            encoder_states = self._encoder_states(prompt)
+            first = config.decoder_start_token_id
+            if first is None:
+                first = self.model.config.decoder_start_token_id
+            history = [first]
+        config.max_length = len(history) + limit  # what generate sets; forced-EOS processors read it
+        self.model._prepare_special_tokens(config, True, device=self.device)
+        processors = self.model._get_logits_processor(
+            generation_config=config,
+            input_ids_seq_length=len(history),
+            encoder_input_ids=torch.tensor([prompt], device=self.device),
+            device=self.device,
+        )
+        row = Row(list(prompt), config, limit, processors, history, first, past, tag)
+        batch.add(row, states, past, encoder_states)
+        return row
+
+    def _encoder_states(self, prompt: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The encoder output of one prompt as every decoder layer's cross-attention keys/values."""
+        ids = torch.tensor([prompt], device=self.device)
+        hidden = self.model.get_encoder()(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+        states = []
+        for layer in self.model.get_decoder().layers:
+            attention = layer.encoder_attn
+            shape = (1, len(prompt), -1, attention.head_dim)
+            states.append(
+                (
+                    attention.k_proj(hidden).view(shape).transpose(1, 2),
+                    attention.v_proj(hidden).view(shape).transpose(1, 2),
+                )
+            )
+        return states
+
+    @torch.inference_mode()
+    def step(self, batch: RunningBatch) -> list[int]:
+        """One decoding step for every row of `batch`: feed each its next input, return the new
+        tokens (row order) and mark rows done at EOS or their limit. Done rows stay until removed."""
+        rows = batch.rows
+        ids = torch.tensor([[row.next_input] for row in rows], device=self.device)
+        positions = torch.tensor([[row.position] for row in rows], device=self.device)
+        mask = batch.own.step_mask()
+        if self.family == "causal":
+            body = self.model.transformer
+            hidden = body.wte(ids) + body.wpe(positions)
+            for block in body.h:
+                hidden = block(hidden, past_key_values=batch.cache, attention_mask=mask, use_cache=True)
+            logits = self.model.lm_head(body.ln_f(hidden)[:, -1])
+        else:
+            decoder = self.model.get_decoder()
+            hidden = decoder.embed_tokens(ids) + decoder.embed_positions(ids.shape, 0, position_ids=positions)
+            cross = batch.cross.mask()
+            for layer in decoder.layers:
+                # The encoder states argument only switches cross-attention on; its keys/values are cached.
+                hidden = layer(
+                    hidden, mask, hidden, encoder_attention_mask=cross, past_key_values=batch.cache, use_cache=True
+                )
+            logits = self.model.lm_head(decoder.layer_norm(hidden)[:, -1]) + self.model.final_logits_bias
+        batch.own.advance()
+        tokens = self._pick(rows, logits.float())
+        for row, token in zip(rows, tokens, strict=True):
+            row.produced.append(token)
+            row.history.append(token)
+            row.next_input = token
+            row.position += 1
+            row.done = token == self.eos_id or len(row.produced) >= row.limit
+        return tokens
+
+    def _pick(self, rows: Sequence[Row], logits: torch.Tensor) -> list[int]:
+        """Each row's next token: its processors, then argmax or a sample (one argmax for all
+        rows when none has processors or samples, the common greedy case)."""
+        if not any(row.processors or row.config.do_sample for row in rows):
+            return logits.argmax(-1).tolist()
+        tokens = []
+        for index, row in enumerate(rows):
+            scores = logits[index : index + 1]
+            if row.processors:
+                scores = row.processors(torch.tensor([row.history], device=self.device), scores)
+            if row.config.do_sample:
+                tokens.append(int(torch.multinomial(scores.softmax(-1), 1)))
+            else:
+                tokens.append(int(scores.argmax(-1)))
+        return tokens
+
+    def result(self, row: Row) -> Generated:
+        """A finished (or cut short) row's reply."""
+        return self._finish(row.produced, len(row.prompt), row.limit)
 
     def _pad(self, prompts: Sequence[list[int]]) -> dict[str, torch.Tensor]:
         width = max(len(p) for p in prompts)

@@ -1,19 +1,24 @@
-"""Dynamic batching: requests that arrive together share one `generate` call.
+"""Batching: iteration-level (continuous) where the engine can step, one `generate` call otherwise.
 
-One asyncio task forms batches, one worker thread runs them, so the event loop keeps answering
-HTTP while the model works. A batch starts when `max_batch_size` compatible requests are queued
-or when the oldest has waited `max_wait_ms`; requests that arrive while a batch runs form the
-next one. Only requests with the same decoding settings share a batch (see
-`generation.batch_key`). A request whose caller gives up (client disconnected, timeout) is
-dropped from the queue. When the queue is full new requests are refused with `Overloaded`.
-Beam search batches are also capped in hypotheses (`max_beam_rows`): it copies its whole
-key/value cache every step to follow its beams, and on CPU a batch of more than about 40
-hypotheses outgrows the processor cache and gets slower per request than running alone.
+One asyncio task decides who is in the batch, one worker thread runs the model, so the event loop
+keeps answering HTTP while the model works. Greedy and sampled requests (on the architectures the
+engine steps, see `Engine.steppable`) join the running batch at the next step boundary, prefilled
+alone, and leave it the step they finish, so a request never waits for a batch to end nor a
+short reply for a long one; any mix of their decoding settings shares a step. Beam search, seeded
+sampling (its seed must reproduce it whatever else runs) and other architectures run as static
+batches: one `generate` call per batch, formed when `max_batch_size` compatible requests are
+queued or the oldest has waited `max_wait_ms` (see `generation.batch_key`). The queue is served
+in order: a static request at its head lets the running rows finish, then runs. A request whose
+caller gives up (client disconnected, timeout) is dropped from the queue or leaves the batch.
+When the queue is full new requests are refused with `Overloaded`. Beam search batches are also
+capped in hypotheses (`max_beam_rows`): it copies its whole key/value cache every step to follow
+its beams, and on CPU a batch of more than about 40 hypotheses outgrows the processor cache and
+gets slower per request than running alone.
 
 Transformers' continuous batching (`generate_batch`, `ContinuousBatchingManager`) was measured
-against this on CPU and lost (see `bench inference --continuous-batching`: given all 64 prompts
-of 32 conversations at once it served 2.6x the one-at-a-time baseline where this served 5.8x),
-so it is not used here; it also does not cover encoder-decoder models.
+against static batching on CPU and lost (see `bench inference --continuous-batching`: given all
+64 prompts of 32 conversations at once it served 2.6x the one-at-a-time baseline where static
+batching served 5.8x), and it does not cover encoder-decoder models; hence our own.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from transformers import GenerationConfig
 
 from inference.api import GenerationParams
+from inference.batch import Row
 from inference.engine import Engine, Generated
 from inference.generation import batch_key
 from inference.metrics import WorkerMetrics
@@ -61,6 +67,7 @@ class _Job:
     key: str | None
     future: asyncio.Future[Generated]
     on_token: TokenSink | None
+    steppable: bool
     arrived: float = field(default_factory=time.perf_counter)
     first_token: float | None = None
     streamed: int = 0
@@ -93,9 +100,10 @@ class Scheduler:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
         self._task: asyncio.Task[None] | None = None
         self._running = 0
-        self._batch_seconds = 1.0  # moving average of a batch's duration, for Retry-After
+        self._batch_seconds = 1.0  # moving average of a batch's (or a row's) duration, for Retry-After
         self._closed = False
-        self.batches = 0  # generate calls run, and requests they carried (mean batch size = ratio)
+        self._batch = engine.new_batch()
+        self.batches = 0  # generate calls or steps run, and requests they carried (mean batch size = ratio)
         self.batched_requests = 0
 
     @property
@@ -104,7 +112,7 @@ class Scheduler:
 
     @property
     def running(self) -> int:
-        return self._running
+        return self._running + len(self._batch)
 
     @property
     def closed(self) -> bool:
@@ -116,7 +124,7 @@ class Scheduler:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="scheduler")
 
     async def aclose(self) -> None:
-        """Refuse new work, fail what is queued, let the running batch finish, stop the thread."""
+        """Refuse new work, fail what is queued, let the running rows finish, stop the thread."""
         self._closed = True
         while self._queue:
             job = self._queue.popleft()
@@ -146,6 +154,7 @@ class Scheduler:
             batch_key(config, params.seed),
             asyncio.get_running_loop().create_future(),
             on_token,
+            self.engine.steppable(config) and not (config.do_sample and params.seed is not None),
         )
         self._queue.append(job)
         self._gauge()
@@ -158,6 +167,7 @@ class Scheduler:
             if job in self._queue:
                 self._queue.remove(job)
                 self._gauge()
+            # a running row whose future is done leaves the batch at the next step boundary
 
     def retry_after(self) -> int:
         """Seconds until the queue has likely drained by one batch's worth."""
@@ -165,40 +175,115 @@ class Scheduler:
         return max(1, math.ceil(batches * self._batch_seconds))
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self._closed:
-            if not self._queue:
+        while not self._closed or len(self._batch):
+            joining = self._admit()
+            if joining or len(self._batch):
+                await self._step(joining)
+            elif not self._queue:
                 self._arrival.clear()
                 await self._arrival.wait()
-                continue
-            batch = await self._collect()
-            if not batch:
-                continue
-            started = time.perf_counter()
-            self.batches += 1
-            self.batched_requests += len(batch)
-            self._running = len(batch)
-            self._gauge()
-            if self.metrics:
-                self.metrics.batch_size.observe(len(batch))
-                for job in batch:
-                    self.metrics.queue_time.observe(started - job.arrived)
-            try:
-                results = await loop.run_in_executor(self._executor, self._run, batch, loop)
-            except Exception as exc:  # a failed batch fails its requests, not the worker
-                log.exception("generation failed for a batch of %d", len(batch))
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
             else:
-                for job, result in zip(batch, results, strict=True):
-                    self._record(job, result)
-                    if not job.future.done():
-                        job.future.set_result(result)
-            finally:
-                self._running = 0
-                self._gauge()
-                self._batch_seconds = 0.7 * self._batch_seconds + 0.3 * (time.perf_counter() - started)
+                await self._run_static()
+
+    def _admit(self) -> list[_Job]:
+        """Queued steppable requests that join at this step boundary, in arrival order up to a
+        static request (which waits for the running rows to finish) or a full batch."""
+        joining: list[_Job] = []
+        while self._queue and len(self._batch) + len(joining) < self.max_batch_size and not self._closed:
+            head = self._queue[0]
+            if head.future.done():
+                self._queue.popleft()
+            elif head.steppable:
+                joining.append(self._queue.popleft())
+            else:
+                break
+        return joining
+
+    async def _step(self, joining: list[_Job]) -> None:
+        """Newcomers join, one step runs, finished and abandoned rows leave; results go out."""
+        started = time.perf_counter()
+        if self.metrics:
+            for job in joining:
+                self.metrics.queue_time.observe(started - job.arrived)
+        self._gauge()
+        loop = asyncio.get_running_loop()
+        try:
+            tokens, failed = await loop.run_in_executor(self._executor, self._advance, joining)
+        except Exception as exc:  # a failed step fails its rows, not the worker
+            log.exception("a decoding step failed for %d rows", len(self._batch))
+            for row in self._batch.rows:
+                if not row.tag.future.done():
+                    row.tag.future.set_exception(exc)
+            self._batch = self.engine.new_batch()
+            self._gauge()
+            return
+        for job, exc in failed:
+            job.future.set_exception(exc)
+        self.batches += 1
+        self.batched_requests += len(tokens)
+        if self.metrics:
+            self.metrics.batch_size.observe(len(tokens))
+        for row, token in tokens:
+            job = row.tag
+            self._token(job, token)
+            if row.done and not job.future.done():
+                result = self.engine.result(row)
+                self._record(job, result)
+                job.future.set_result(result)
+                self._batch_seconds = 0.9 * self._batch_seconds + 0.1 * (time.perf_counter() - job.arrived)
+        self._gauge()
+
+    def _advance(self, joining: list[_Job]) -> tuple[list[tuple[Row, int]], list[tuple[_Job, Exception]]]:
+        """In the worker thread: abandoned rows leave, newcomers are prefilled, one step runs and
+        finished rows leave. Returns each stepped row with its token, and newcomers that failed."""
+        batch = self._batch
+        for row in [row for row in batch.rows if row.tag.future.done()]:
+            batch.remove(row)
+        failed = []
+        for job in joining:
+            try:
+                self.engine.join(batch, job.prompt, job.config, job.limit, tag=job)
+            except Exception as exc:  # a bad prompt fails its request alone
+                failed.append((job, exc))
+        if not len(batch):
+            return [], failed
+        tokens = list(zip(list(batch.rows), self.engine.step(batch), strict=True))
+        for row, _ in tokens:
+            if row.done:
+                batch.remove(row)
+        return tokens, failed
+
+    async def _run_static(self) -> None:
+        """One static batch: collect it, run one generate call, hand out the results."""
+        loop = asyncio.get_running_loop()
+        batch = await self._collect()
+        if not batch:
+            return
+        started = time.perf_counter()
+        self.batches += 1
+        self.batched_requests += len(batch)
+        self._running = len(batch)
+        self._gauge()
+        if self.metrics:
+            self.metrics.batch_size.observe(len(batch))
+            for job in batch:
+                self.metrics.queue_time.observe(started - job.arrived)
+        try:
+            results = await loop.run_in_executor(self._executor, self._run, batch, loop)
+        except Exception as exc:  # a failed batch fails its requests, not the worker
+            log.exception("generation failed for a batch of %d", len(batch))
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+        else:
+            for job, result in zip(batch, results, strict=True):
+                self._record(job, result)
+                if not job.future.done():
+                    job.future.set_result(result)
+        finally:
+            self._running = 0
+            self._gauge()
+            self._batch_seconds = 0.7 * self._batch_seconds + 0.3 * (time.perf_counter() - started)
 
     async def _collect(self) -> list[_Job]:
         """Wait until the head request's batch is full or its wait is up, then take the batch."""
@@ -271,4 +356,4 @@ class Scheduler:
     def _gauge(self) -> None:
         if self.metrics:
             self.metrics.waiting.set(len(self._queue))
-            self.metrics.running.set(self._running)
+            self.metrics.running.set(self.running)

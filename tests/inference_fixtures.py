@@ -49,23 +49,29 @@ async def running(app: web.Application) -> AsyncIterator[str]:
 
 
 class Gate:
-    """Holds every generate call of an engine until opened, so tests can fill the queue."""
+    """Holds every generate call and decoding step of an engine until opened, so tests can fill the queue."""
+
+    HELD = ("generate", "step")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.opened = threading.Event()
         self.entered = threading.Event()
-        self._generate: Callable = engine.generate
 
     def __enter__(self) -> Gate:
+        for name in self.HELD:
+            setattr(self.engine, name, self._hold(getattr(self.engine, name)))
+        return self
+
+    def _hold(self, method: Callable) -> Callable:
         def held(*args, **kwargs):
             self.entered.set()
             self.opened.wait(timeout=30)
-            return self._generate(*args, **kwargs)
+            return method(*args, **kwargs)
 
-        self.engine.generate = held  # type: ignore[method-assign]
-        return self
+        return held
 
     def __exit__(self, *exc: object) -> None:
         self.opened.set()
-        del self.engine.generate
+        for name in self.HELD:
+            delattr(self.engine, name)

@@ -1,4 +1,5 @@
-"""Dynamic batching: who shares a batch, what comes back, queue limits, dropped callers."""
+"""Batching: rows join and leave a running batch between steps, static batches for beam search,
+what comes back, queue limits, dropped callers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from inference.scheduler import Overloaded, Scheduler, SchedulerClosed
 from tests.inference_fixtures import Gate, tiny_engines, tiny_model_dirs  # noqa: F401
 
 GREEDY = GenerationParams(temperature=0, num_beams=1, min_tokens=6, max_tokens=10)
+LONG = GenerationParams(temperature=0, num_beams=1, min_tokens=40, max_tokens=40)
 CHATS = [[ChatMessage("user", "hello " * i + "my dog died")] for i in range(1, 7)]
 
 
@@ -31,7 +33,18 @@ def causal(tiny_engines):  # noqa: F811
     return tiny_engines["causal"]
 
 
-async def test_concurrent_requests_share_one_batch_and_match_alone(causal):
+@pytest.fixture(params=["causal", "seq2seq"])
+def engine(request, tiny_engines):  # noqa: F811
+    return tiny_engines[request.param]
+
+
+def alone(engine, prompt: list[int], params: GenerationParams) -> list[int]:
+    """The reply's token ids from one static generate call with nothing else in it."""
+    config, limit = engine.request(params, len(prompt))
+    return engine.generate([prompt], config, [limit])[0].token_ids
+
+
+async def test_concurrent_requests_share_every_step_and_match_alone(causal):
     metrics = WorkerMetrics("tiny")
     scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50, metrics=metrics)
     prompts = [causal.prompt_ids(chat) for chat in CHATS]
@@ -40,28 +53,35 @@ async def test_concurrent_requests_share_one_batch_and_match_alone(causal):
         *(scheduler.generate(p, GREEDY, on_token=streamed.append if i == 0 else None) for i, p in enumerate(prompts))
     )
     await scheduler.aclose()
-    assert (scheduler.batches, scheduler.batched_requests) == (1, len(prompts))
-    config, limit = causal.request(GREEDY, 0)
-    alone = [causal.generate([p], config, [limit])[0] for p in prompts]
-    assert [r.token_ids for r in results] == [r.token_ids for r in alone]
+    assert scheduler.batches == 10 and scheduler.batched_requests == 10 * len(prompts)  # 10 steps of all six
+    assert [r.token_ids for r in results] == [alone(causal, p, GREEDY) for p in prompts]
     assert streamed == results[0].token_ids  # the stream carries exactly the reply's tokens
     text = metrics.exposition().decode()
-    assert 'vllm:batch_size_sum{model_name="tiny"} 6.0' in text
+    assert 'vllm:batch_size_sum{model_name="tiny"} 60.0' in text
     assert (
         f'vllm:generation_tokens_total{{model_name="tiny"}} {float(sum(r.completion_tokens for r in results))}' in text
     )
     assert 'vllm:time_to_first_token_seconds_count{model_name="tiny"} 6.0' in text
 
 
-async def test_different_decoding_settings_never_share_a_batch(causal):
+async def test_different_beam_settings_never_share_a_batch(causal):
     scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50)
     prompt = causal.prompt_ids(CHATS[0])
-    beam = GenerationParams(temperature=0, num_beams=3, max_tokens=6)
-    await asyncio.gather(
-        scheduler.generate(prompt, GREEDY), scheduler.generate(prompt, beam), scheduler.generate(prompt, GREEDY)
-    )
+    three, two = (GenerationParams(temperature=0, num_beams=n, max_tokens=6) for n in (3, 2))
+    await asyncio.gather(scheduler.generate(prompt, three), scheduler.generate(prompt, two))
+    await asyncio.gather(scheduler.generate(prompt, three), scheduler.generate(prompt, three))
     await scheduler.aclose()
-    assert (scheduler.batches, scheduler.batched_requests) == (2, 3)
+    assert (scheduler.batches, scheduler.batched_requests) == (3, 4)
+
+
+async def test_greedy_and_sampled_rows_share_steps(causal):
+    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50)
+    prompt = causal.prompt_ids(CHATS[0])
+    sampled = GenerationParams(temperature=0.8, top_k=20, min_tokens=10, max_tokens=10)
+    greedy, _ = await asyncio.gather(scheduler.generate(prompt, GREEDY), scheduler.generate(prompt, sampled))
+    await scheduler.aclose()
+    assert (scheduler.batches, scheduler.batched_requests) == (10, 20)
+    assert greedy.token_ids == alone(causal, prompt, GREEDY)
 
 
 async def test_beam_batches_are_capped_in_hypotheses(causal):
@@ -69,22 +89,54 @@ async def test_beam_batches_are_capped_in_hypotheses(causal):
     prompt = causal.prompt_ids(CHATS[0])
     beam = GenerationParams(temperature=0, num_beams=3, max_tokens=4)
     await asyncio.gather(*(scheduler.generate(prompt, beam) for _ in range(4)))
-    await asyncio.gather(*(scheduler.generate(prompt, GREEDY) for _ in range(4)))
     await scheduler.aclose()
-    assert (scheduler.batches, scheduler.batched_requests) == (3, 8)  # 2 + 2 beam requests, then 4 greedy
+    assert (scheduler.batches, scheduler.batched_requests) == (2, 4)
 
 
-async def test_different_max_tokens_share_a_greedy_batch(causal):
+async def test_finished_row_leaves_the_batch_at_once(causal):
     scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50)
     prompt = causal.prompt_ids(CHATS[0])
     short, long = await asyncio.gather(
         scheduler.generate(prompt, GenerationParams(temperature=0, min_tokens=3, max_tokens=3)),
-        scheduler.generate(prompt, GenerationParams(temperature=0, min_tokens=3, max_tokens=9)),
+        scheduler.generate(prompt, GenerationParams(temperature=0, min_tokens=9, max_tokens=9)),
     )
     await scheduler.aclose()
-    assert scheduler.batches == 1
     assert short.completion_tokens == 3 and short.finish_reason == "length"
-    assert long.token_ids[:3] == short.token_ids and long.completion_tokens > 3
+    assert long.token_ids[:3] == short.token_ids and long.completion_tokens == 9
+    assert (scheduler.batches, scheduler.batched_requests) == (9, 3 + 9)  # the short row ran 3 steps, not 9
+
+
+async def test_request_joining_a_running_batch_matches_alone(engine):
+    scheduler = Scheduler(engine, max_batch_size=8, max_wait_ms=0)
+    first, second = engine.prompt_ids(CHATS[5]), engine.prompt_ids(CHATS[1])
+    halfway = asyncio.Event()
+
+    def count(token: int) -> None:
+        if scheduler.batches >= 4:
+            halfway.set()
+
+    running = asyncio.create_task(scheduler.generate(first, LONG, on_token=count))
+    await halfway.wait()
+    joined = await scheduler.generate(second, GREEDY)
+    # every step of the second request also stepped the first: two rows in those steps
+    assert scheduler.batched_requests - scheduler.batches == joined.completion_tokens
+    assert (await running).token_ids == alone(engine, first, LONG)
+    await scheduler.aclose()
+    assert joined.token_ids == alone(engine, second, GREEDY)
+    assert (await running).completion_tokens == 40
+
+
+async def test_cancelled_request_leaves_the_running_batch(causal):
+    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=0)
+    prompt = causal.prompt_ids(CHATS[0])
+    started = asyncio.Event()
+    gone = asyncio.create_task(scheduler.generate(prompt, LONG, on_token=lambda _: started.set()))
+    await started.wait()
+    gone.cancel()
+    other = await scheduler.generate(prompt, GREEDY)
+    await scheduler.aclose()
+    assert other.completion_tokens == 10
+    assert scheduler.batches < 40 and scheduler.running == 0  # the abandoned row stopped decoding
 
 
 async def test_seeded_sampling_is_reproducible_under_load(causal):
@@ -124,9 +176,9 @@ async def test_cancelled_caller_leaves_the_queue(causal):
         await asyncio.sleep(0.01)
         assert scheduler.waiting == 0
         gate.opened.set()
-        await running
+        steps = (await running).completion_tokens
     await scheduler.aclose()
-    assert scheduler.batched_requests == 1  # the cancelled request never ran
+    assert scheduler.batched_requests == steps  # only the running request's steps: the cancelled one never ran
 
 
 async def test_closing_fails_queued_requests_and_refuses_new_ones(causal):
