@@ -64,7 +64,7 @@ class _Buffers:
         width = (keep.stop - keep.start) if self.keys else 0
         for store in (self.keys, self.values):
             for index in range(self.depth):
-                fresh = torch.zeros(shape, dtype=self.dtype, device=self.device)  # finite: masked columns weigh 0
+                fresh = torch.empty(shape, dtype=self.dtype, device=self.device)  # see SelfAttentionCache.add
                 if index < len(store):
                     fresh[: self.rows, :, to : to + width] = store[index][: self.rows, :, keep]
                     store[index] = fresh
@@ -98,17 +98,39 @@ class SelfAttentionCache(_Buffers):
     def add(self, states: States | None, length: int) -> None:
         """Append a row whose past (`length` columns, `states` when non-empty) ends at `hi`."""
         if self.rows == self.row_capacity or self.hi < length or self.hi >= self.columns:
-            lo = self.lo
-            width = self.hi - lo
-            start = max(0, length - width)  # room on the left for the newcomer
-            rows = max(4, 2 * self.row_capacity) if self.rows == self.row_capacity else self.row_capacity
-            self.reallocate(rows, 2 * (start + width) + 32, slice(lo, self.hi), start)
-            self.starts = [s - lo + start for s in self.starts]
-            self.hi = start + width
+            self._fit(self.rows + 1, length)
+        # Buffers start uninitialised (fresh zeroed memory costs ~0.1 s per 256 MB on CPU), but a
+        # masked column must hold a finite number, as it is weighted 0 and 0 * NaN is NaN: every
+        # column of the window [lo, hi) is kept finite for every row.
+        lo, start, row = self.lo, self.hi - length, self.rows
+        if self.rows and start < lo:
+            self._zero(slice(0, row), slice(start, lo))
+        if start > lo:
+            self._zero(slice(row, row + 1), slice(lo, start))
         if states:
-            self.put_row(self.rows, states, self.hi - length)
-        self.starts.append(self.hi - length)
+            self.put_row(row, states, start)
+        self.starts.append(start)
         self.rows += 1
+
+    def _zero(self, rows: slice, columns: slice) -> None:
+        for store in (self.keys, self.values):
+            for tensor in store:
+                tensor[rows, :, columns] = 0
+
+    def _fit(self, rows: int, left: int) -> None:
+        """Room for `rows` rows, `left` columns before `hi` and one at it: the window moves back to
+        the buffer's start, in place while the buffers are large enough (fresh memory is slow)."""
+        lo, width = self.lo, self.hi - self.lo
+        start = max(0, left - width)
+        if rows > self.row_capacity or start + width + 1 > self.columns:
+            capacity = max(rows, 2 * self.row_capacity, 4)
+            self.reallocate(capacity, max(2 * (start + width + 1), self.columns) + 32, slice(lo, self.hi), start)
+        elif start != lo:
+            for store in (self.keys, self.values):
+                for tensor in store:
+                    tensor[: self.rows, :, start : start + width] = tensor[: self.rows, :, lo : self.hi].clone()
+        self.starts = [s - lo + start for s in self.starts]
+        self.hi = start + width
 
     def remove(self, row: int) -> None:
         last = self.rows - 1
@@ -120,11 +142,8 @@ class SelfAttentionCache(_Buffers):
 
     def step_mask(self) -> torch.Tensor:
         """Make room for this step's column and return its additive mask (rows, 1, 1, window)."""
-        if self.hi >= self.columns:  # move the window back to the buffer's start
-            lo, width = self.lo, self.hi - self.lo
-            self.reallocate(self.row_capacity, 2 * width + 32, slice(lo, self.hi), 0)
-            self.starts = [s - lo for s in self.starts]
-            self.hi = width
+        if self.hi >= self.columns:
+            self._fit(self.rows, 0)
         columns = torch.arange(self.lo, self.hi + 1, device=self.device)
         starts = torch.tensor(self.starts, device=self.device)
         return _additive(columns[None, :] >= starts[:, None], self.dtype)
@@ -173,8 +192,12 @@ class CrossAttentionCache(_Buffers):
     def add(self, states: States) -> None:
         if self.rows == self.row_capacity:
             self.reallocate(max(4, 2 * self.row_capacity), self.max_columns, slice(0, self.max_columns), 0)
+        length = states[0][0].shape[2]
         self.put_row(self.rows, states, 0)
-        self.lengths.append(states[0][0].shape[2])
+        for store in (self.keys, self.values):
+            for tensor in store:
+                tensor[self.rows, :, length:] = 0  # finite where masked (see SelfAttentionCache.add)
+        self.lengths.append(length)
         self.rows += 1
 
     def remove(self, row: int) -> None:

@@ -1,0 +1,54 @@
+"""The running batch's key/value layout: rows join and leave, the window keeps every row's columns."""
+
+from __future__ import annotations
+
+import torch
+
+from inference.batch import CrossAttentionCache, SelfAttentionCache
+
+
+def states(length: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    return [(torch.randn(1, 2, length, 3, generator=generator), torch.randn(1, 2, length, 3, generator=generator))]
+
+
+def test_rows_keep_their_states_through_joins_leaves_and_moves():
+    cache = SelfAttentionCache(1, 2, 3, torch.float32, torch.device("cpu"))
+    expected: dict[int, torch.Tensor] = {}  # row id -> its keys so far (heads, tokens, dim)
+    order: list[int] = []  # row id per slot
+    lengths = [5, 40, 1, 0, 70, 3, 12, 9]
+    for step in range(90):
+        if step < len(lengths):  # a newcomer, shorter or longer than the window
+            rid, past = step, lengths[step]
+            cache.add(states(past, rid) if past else None, past)
+            expected[rid] = states(past, rid)[0][0][0] if past else torch.zeros(2, 0, 3)
+            order.append(rid)
+        if step % 7 == 3 and len(order) > 2:  # a row leaves; the last takes its slot
+            gone = order[1]
+            cache.remove(1)
+            order[1] = order[-1]
+            order.pop()
+            del expected[gone]
+        mask = cache.step_mask()[:, 0, 0]
+        new = torch.full((len(order), 2, 1, 3), float(step))
+        keys, _ = cache.update(new, new, 0)
+        cache.advance()
+        for slot, rid in enumerate(order):
+            expected[rid] = torch.cat([expected[rid], new[slot]], dim=1)
+            visible = mask[slot] == 0
+            assert torch.equal(keys[slot][:, visible], expected[rid])
+            assert torch.isfinite(keys[slot]).all()  # masked columns are weighted 0: never NaN
+    assert cache.columns < 300  # the window moved back instead of growing without end
+
+
+def test_cross_rows_keep_their_encoder_states():
+    cache = CrossAttentionCache(1, 2, 3, torch.float32, torch.device("cpu"), max_columns=16)
+    for rid, length in enumerate([4, 16, 7, 2, 9]):
+        cache.add(states(length, rid))
+    cache.remove(1)  # the 16-column row leaves; the 9-column row takes its slot
+    assert cache.lengths == [4, 9, 7, 2] and cache.width == 9
+    mask = cache.mask()[:, 0, 0]
+    for slot, (rid, length) in enumerate([(0, 4), (4, 9), (2, 7), (3, 2)]):
+        assert torch.equal(cache.layers[0].keys[slot][:, :length], states(length, rid)[0][0][0])
+        assert (mask[slot] == 0).sum() == length
+        assert torch.isfinite(cache.layers[0].keys[slot]).all()
