@@ -13,6 +13,7 @@ buffer's end the window moves back to the start (amortised by doubling).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,13 +43,18 @@ class Row:
 
 
 class _Buffers:
-    """Per-layer key and value tensors of shape (rows, heads, columns, dim), grown by doubling."""
+    """Per-layer key and value tensors of shape (rows, heads, columns, dim), each a view over flat
+    storage: a new layout takes the spare storage of the one before last, so steady decoding
+    allocates nothing (fresh memory is slow on CPU: ~0.1 s per 256 MB of page faults). Every
+    column of a live row holds a finite number (masked columns are weighted 0, and 0 * NaN is NaN)."""
 
     def __init__(self, layers: int, heads: int, dim: int, dtype: torch.dtype, device: torch.device) -> None:
         self.depth, self.heads, self.dim, self.dtype, self.device = layers, heads, dim, dtype, device
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.rows = 0
+        self._flat: list[torch.Tensor] = []
+        self._spare: list[torch.Tensor] = []
 
     @property
     def row_capacity(self) -> int:
@@ -59,17 +65,27 @@ class _Buffers:
         return self.keys[0].shape[2] if self.keys else 0
 
     def reallocate(self, rows: int, columns: int, keep: slice, to: int) -> None:
-        """New buffers; live rows' columns `keep` are copied to start at column `to`."""
+        """Lay the buffers out anew; live rows' columns `keep` move to start at column `to`, their
+        other columns are zeroed."""
         shape = (rows, self.heads, columns, self.dim)
-        width = (keep.stop - keep.start) if self.keys else 0
-        for store in (self.keys, self.values):
-            for index in range(self.depth):
-                fresh = torch.empty(shape, dtype=self.dtype, device=self.device)  # see SelfAttentionCache.add
-                if index < len(store):
-                    fresh[: self.rows, :, to : to + width] = store[index][: self.rows, :, keep]
-                    store[index] = fresh
-                else:
-                    store.append(fresh)
+        size = rows * self.heads * columns * self.dim
+        width = keep.stop - keep.start
+        old = self.keys + self.values
+        flats, layout = [], []
+        for index in range(2 * self.depth):
+            spare = self._spare[index] if index < len(self._spare) else None
+            if spare is None or spare.numel() < size:
+                spare = torch.empty(size + size // 4, dtype=self.dtype, device=self.device)
+            fresh = spare[:size].view(shape)
+            live = fresh[: self.rows]
+            live[:, :, :to] = 0
+            live[:, :, to + width :] = 0
+            if old:
+                live[:, :, to : to + width] = old[index][: self.rows, :, keep]
+            flats.append(spare)
+            layout.append(fresh)
+        self.keys, self.values = layout[: self.depth], layout[self.depth :]
+        self._spare, self._flat = self._flat, flats
 
     def move_row(self, source: int, target: int, columns: slice) -> None:
         for store in (self.keys, self.values):
@@ -77,14 +93,22 @@ class _Buffers:
                 tensor[target, :, columns] = tensor[source, :, columns]
 
     def put_row(self, row: int, states: States, at: int) -> None:
-        for index, (keys, values) in enumerate(states):
-            length = keys.shape[2]
-            self.keys[index][row, :, at : at + length] = keys[0]
-            self.values[index][row, :, at : at + length] = values[0]
+        """Write one row's states at columns [at, at + their length) and zeros elsewhere."""
+        length = states[0][0].shape[2] if states else 0
+        for index in range(self.depth):
+            for store, part in ((self.keys, 0), (self.values, 1)):
+                tensor = store[index][row]
+                tensor[:, :at] = 0
+                tensor[:, at + length :] = 0
+                if length:
+                    tensor[:, at : at + length] = states[index][part][0]
 
 
 class SelfAttentionCache(_Buffers):
-    """The rows' own keys/values, right-aligned; transformers' attention layers call `update`."""
+    """The rows' own keys/values, right-aligned; transformers' attention layers call `update`.
+    Attention reads whole buffers (contiguous: a column window would be copied by every kernel),
+    so the buffers are kept a little wider than the live window, which moves back to the start
+    every `_margin` steps."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -99,36 +123,20 @@ class SelfAttentionCache(_Buffers):
         """Append a row whose past (`length` columns, `states` when non-empty) ends at `hi`."""
         if self.rows == self.row_capacity or self.hi < length or self.hi >= self.columns:
             self._fit(self.rows + 1, length)
-        # Buffers start uninitialised (fresh zeroed memory costs ~0.1 s per 256 MB on CPU), but a
-        # masked column must hold a finite number, as it is weighted 0 and 0 * NaN is NaN: every
-        # column of the window [lo, hi) is kept finite for every row.
-        lo, start, row = self.lo, self.hi - length, self.rows
-        if self.rows and start < lo:
-            self._zero(slice(0, row), slice(start, lo))
-        if start > lo:
-            self._zero(slice(row, row + 1), slice(lo, start))
-        if states:
-            self.put_row(row, states, start)
-        self.starts.append(start)
+        self.put_row(self.rows, states or [], self.hi - length)
+        self.starts.append(self.hi - length)
         self.rows += 1
 
-    def _zero(self, rows: slice, columns: slice) -> None:
-        for store in (self.keys, self.values):
-            for tensor in store:
-                tensor[rows, :, columns] = 0
-
     def _fit(self, rows: int, left: int) -> None:
-        """Room for `rows` rows, `left` columns before `hi` and one at it: the window moves back to
-        the buffer's start, in place while the buffers are large enough (fresh memory is slow)."""
+        """A new layout with room for `rows` rows, `left` columns before `hi` and a margin after."""
         lo, width = self.lo, self.hi - self.lo
         start = max(0, left - width)
-        if rows > self.row_capacity or start + width + 1 > self.columns:
-            capacity = max(rows, 2 * self.row_capacity, 4)
-            self.reallocate(capacity, max(2 * (start + width + 1), self.columns) + 32, slice(lo, self.hi), start)
-        elif start != lo:
-            for store in (self.keys, self.values):
-                for tensor in store:
-                    tensor[: self.rows, :, start : start + width] = tensor[: self.rows, :, lo : self.hi].clone()
+        used = start + width + 1
+        # Reading m spare columns every step against moving the window every m steps (two reads
+        # of it): the sum is least near m = sqrt(2 * width).
+        margin = max(8, math.isqrt(2 * used))
+        capacity = max(rows, 2 * self.row_capacity, 4) if rows > self.row_capacity else self.row_capacity
+        self.reallocate(capacity, used + margin, slice(lo, self.hi), start)
         self.starts = [s - lo + start for s in self.starts]
         self.hi = start + width
 
@@ -141,12 +149,12 @@ class SelfAttentionCache(_Buffers):
         self.rows -= 1
 
     def step_mask(self) -> torch.Tensor:
-        """Make room for this step's column and return its additive mask (rows, 1, 1, window)."""
+        """Make room for this step's column and return its additive mask (rows, 1, 1, columns)."""
         if self.hi >= self.columns:
             self._fit(self.rows, 0)
-        columns = torch.arange(self.lo, self.hi + 1, device=self.device)
-        starts = torch.tensor(self.starts, device=self.device)
-        return _additive(columns[None, :] >= starts[:, None], self.dtype)
+        columns = torch.arange(self.columns, device=self.device)[None, :]
+        starts = torch.tensor(self.starts, device=self.device)[:, None]
+        return _additive((columns >= starts) & (columns <= self.hi), self.dtype)
 
     def advance(self) -> None:
         self.hi += 1
@@ -154,11 +162,10 @@ class SelfAttentionCache(_Buffers):
     def update(
         self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this step's keys/values (rows, heads, 1, dim) at `hi`; return the live window."""
-        window = slice(self.lo, self.hi + 1)
+        """Write this step's keys/values (rows, heads, 1, dim) at `hi`; return the rows' buffers."""
         self.keys[layer_idx][: self.rows, :, self.hi] = keys[:, :, -1]
         self.values[layer_idx][: self.rows, :, self.hi] = values[:, :, -1]
-        return self.keys[layer_idx][: self.rows, :, window], self.values[layer_idx][: self.rows, :, window]
+        return self.keys[layer_idx][: self.rows], self.values[layer_idx][: self.rows]
 
 
 class _CrossLayer:
@@ -169,11 +176,11 @@ class _CrossLayer:
 
     @property
     def keys(self) -> torch.Tensor:
-        return self.cache.keys[self.index][: self.cache.rows, :, : self.cache.width]
+        return self.cache.keys[self.index][: self.cache.rows]
 
     @property
     def values(self) -> torch.Tensor:
-        return self.cache.values[self.index][: self.cache.rows, :, : self.cache.width]
+        return self.cache.values[self.index][: self.cache.rows]
 
 
 class CrossAttentionCache(_Buffers):
@@ -185,19 +192,11 @@ class CrossAttentionCache(_Buffers):
         self.lengths: list[int] = []
         self.layers = [_CrossLayer(self, index) for index in range(self.depth)]  # as transformers reads them
 
-    @property
-    def width(self) -> int:
-        return max(self.lengths, default=0)
-
     def add(self, states: States) -> None:
         if self.rows == self.row_capacity:
             self.reallocate(max(4, 2 * self.row_capacity), self.max_columns, slice(0, self.max_columns), 0)
-        length = states[0][0].shape[2]
         self.put_row(self.rows, states, 0)
-        for store in (self.keys, self.values):
-            for tensor in store:
-                tensor[self.rows, :, length:] = 0  # finite where masked (see SelfAttentionCache.add)
-        self.lengths.append(length)
+        self.lengths.append(states[0][0].shape[2])
         self.rows += 1
 
     def remove(self, row: int) -> None:
@@ -209,7 +208,8 @@ class CrossAttentionCache(_Buffers):
         self.rows -= 1
 
     def mask(self) -> torch.Tensor:
-        columns = torch.arange(self.width, device=self.device)
+        """Additive (rows, 1, 1, max_columns): all columns are read, as a window would be copied."""
+        columns = torch.arange(self.max_columns, device=self.device)
         lengths = torch.tensor(self.lengths, device=self.device)
         return _additive(columns[None, :] < lengths[:, None], self.dtype)
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -267,22 +268,8 @@ class Engine:
         ids = torch.tensor([[row.next_input] for row in rows], device=self.device)
         positions = torch.tensor([[row.position] for row in rows], device=self.device)
         mask = batch.own.step_mask()
-        if self.family == "causal":
-            body = self.model.transformer
-            hidden = body.wte(ids) + body.wpe(positions)
-            for block in body.h:
-                hidden = block(hidden, past_key_values=batch.cache, attention_mask=mask, use_cache=True)
-            logits = self.model.lm_head(body.ln_f(hidden)[:, -1])
-        else:
-            decoder = self.model.get_decoder()
-            hidden = decoder.embed_tokens(ids) + decoder.embed_positions(ids.shape, 0, position_ids=positions)
-            cross = batch.cross.mask()
-            for layer in decoder.layers:
-                # The encoder states argument only switches cross-attention on; its keys/values are cached.
-                hidden = layer(
-                    hidden, mask, hidden, encoder_attention_mask=cross, past_key_values=batch.cache, use_cache=True
-                )
-            logits = self.model.lm_head(decoder.layer_norm(hidden)[:, -1]) + self.model.final_logits_bias
+        with self._step_attention():
+            logits = self._decode(batch, ids, positions, mask)
         batch.own.advance()
         tokens = self._pick(rows, logits.float())
         for row, token in zip(rows, tokens, strict=True):
@@ -292,6 +279,40 @@ class Engine:
             row.position += 1
             row.done = token == self.eos_id or len(row.produced) >= row.limit
         return tokens
+
+    @contextmanager
+    def _step_attention(self) -> Iterator[None]:
+        """On CPU a step's attention (one query per row over the cache) runs as the eager two
+        matrix products: PyTorch's SDPA kernel takes ~1.6x as long on that shape. Prefill and the
+        one-call path keep SDPA; the config is shared, so it is switched for the step only."""
+        config = self.model.config
+        kept = config._attn_implementation
+        if self.device.type == "cpu":
+            config._attn_implementation = "eager"
+        try:
+            yield
+        finally:
+            config._attn_implementation = kept
+
+    def _decode(
+        self, batch: RunningBatch, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The decoder on one token per row; returns the next-token logits (rows, vocabulary)."""
+        if self.family == "causal":
+            body = self.model.transformer
+            hidden = body.wte(ids) + body.wpe(positions)
+            for block in body.h:
+                hidden = block(hidden, past_key_values=batch.cache, attention_mask=mask, use_cache=True)
+            return self.model.lm_head(body.ln_f(hidden)[:, -1])
+        decoder = self.model.get_decoder()
+        hidden = decoder.embed_tokens(ids) + decoder.embed_positions(ids.shape, 0, position_ids=positions)
+        cross = batch.cross.mask()
+        for layer in decoder.layers:
+            # The encoder states argument only switches cross-attention on; its keys/values are cached.
+            hidden = layer(
+                hidden, mask, hidden, encoder_attention_mask=cross, past_key_values=batch.cache, use_cache=True
+            )
+        return self.model.lm_head(decoder.layer_norm(hidden)[:, -1]) + self.model.final_logits_bias
 
     def _pick(self, rows: Sequence[Row], logits: torch.Tensor) -> list[int]:
         """Each row's next token: its processors, then argmax or a sample (one argmax for all
