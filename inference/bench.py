@@ -184,7 +184,8 @@ async def run_batched(
         await asyncio.gather(*(converse(i) for i in range(len(workload.conversations))))
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         progress.close()
-        mean_batch = (scheduler.batched_requests - requests) / (scheduler.batches - batches)
+        # rows per decoding step (or per generate call, for static batches)
+        mean_batch = (scheduler.batched_requests - requests) / max(1, scheduler.batches - batches)
     return figures(latencies, elapsed, cpu, prompt_tokens, tokens), texts, mean_batch
 
 

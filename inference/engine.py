@@ -215,23 +215,22 @@ class Engine:
     def join(
         self, batch: RunningBatch, prompt: list[int], config: GenerationConfig, limit: int, tag: Any = None
     ) -> Row:
-        """Prefill one prompt alone and add it to `batch`; its first token comes from the next step.
-        Causal: the prompt but its last token is cached, the last is the row's first input.
-        Seq2seq: the encoder runs on the prompt, the decoder starts from its start token."""
+        """Prefill one prompt alone and add it to `batch`. Causal: the whole prompt is run and its
+        last position gives the row's first token at once (check `row.done`: it may be all); the
+        decoder of a seq2seq row starts from its start token at the next step, after the encoder."""
         config = copy.deepcopy(config)
         config.max_new_tokens = limit
-        encoder_states = None
+        encoder_states = hidden = None
         if self.family == "causal":
-            past = len(prompt) - 1
-            states = self._prompt_states(prompt[:-1]) if past else None
-            history, first = list(prompt), prompt[-1]
+            past, (states, hidden) = len(prompt), self._prompt_states(prompt, last=True)
+            history, start, position = list(prompt), prompt[-1], len(prompt) - 1
         else:
-            past, states = 0, None
+            past, states, position = 0, None, 0
             encoder_states = self._encoder_states(prompt)
-            first = config.decoder_start_token_id
-            if first is None:
-                first = self.model.config.decoder_start_token_id
-            history = [first]
+            start = config.decoder_start_token_id
+            if start is None:
+                start = self.model.config.decoder_start_token_id
+            history = [start]
         config.max_length = len(history) + limit  # what generate sets; forced-EOS processors read it
         self.model._prepare_special_tokens(config, True, device=self.device)
         processors = self.model._get_logits_processor(
@@ -240,7 +239,9 @@ class Engine:
             encoder_input_ids=torch.tensor([prompt], device=self.device),
             device=self.device,
         )
-        row = Row(list(prompt), config, limit, processors, history, first, past, tag)
+        row = Row(list(prompt), config, limit, processors, history, start, position, tag)
+        if hidden is not None:
+            self._took(row, self._pick([row], self.model.lm_head(hidden).float())[0])
         batch.add(row, states, past, encoder_states)
         return row
 
@@ -273,12 +274,15 @@ class Engine:
         batch.own.advance()
         tokens = self._pick(rows, logits.float())
         for row, token in zip(rows, tokens, strict=True):
-            row.produced.append(token)
-            row.history.append(token)
-            row.next_input = token
-            row.position += 1
-            row.done = token == self.eos_id or len(row.produced) >= row.limit
+            self._took(row, token)
         return tokens
+
+    def _took(self, row: Row, token: int) -> None:
+        row.produced.append(token)
+        row.history.append(token)
+        row.next_input = token
+        row.position += 1
+        row.done = token == self.eos_id or len(row.produced) >= row.limit
 
     @contextmanager
     def _step_attention(self) -> Iterator[None]:
@@ -352,7 +356,7 @@ class Engine:
         """Every prompt but its last token, run alone, merged into one left-padded cache of
         `width - 1` filled positions (each row repeated `copies` times, for beam search)."""
         past = width - 1
-        rows = [self._prompt_states(p[:-1]) if len(p) > 1 else None for p in prompts]
+        rows = [self._prompt_states(p[:-1])[0] if len(p) > 1 else None for p in prompts]
         config = self.model.config
         cache = StaticCache(config=config, max_cache_len=width + new_tokens) if static else DynamicCache(config=config)
         template = next(row for row in rows if row is not None)
@@ -370,11 +374,15 @@ class Engine:
             cache.update(*merged, index)
         return cache
 
-    def _prompt_states(self, ids: list[int]) -> States:
-        """The key/value states of one prompt, computed past its longest cached prefix."""
+    def _prompt_states(self, ids: list[int], last: bool = False) -> tuple[States, torch.Tensor | None]:
+        """The key/value states of one prompt, computed past its longest cached prefix; with
+        `last`, the last token is always run and its final hidden state returned too."""
         known, states = self.prefix_cache.longest(ids) if self.prefix_cache is not None else (0, None)
+        if last and states is not None and known == len(ids):
+            known -= 1
+            states = [(keys[:, :, :known], values[:, :, :known]) for keys, values in states] if known else None
         if states is not None and known == len(ids):
-            return states
+            return states, None
         past = DynamicCache(config=self.model.config) if states else None
         for index, (keys, values) in enumerate(states or []):
             past.update(keys, values, index)
@@ -387,7 +395,7 @@ class Engine:
         computed = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
         if self.prefix_cache is not None:
             self.prefix_cache.put(ids, computed)
-        return computed
+        return computed, output.last_hidden_state[:, -1] if last else None
 
     def _finish(self, row: list[int], prompt_tokens: int, limit: int) -> Generated:
         row = row[:limit]

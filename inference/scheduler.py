@@ -208,7 +208,7 @@ class Scheduler:
         self._gauge()
         loop = asyncio.get_running_loop()
         try:
-            tokens, failed = await loop.run_in_executor(self._executor, self._advance, joining)
+            tokens, stepped, failed = await loop.run_in_executor(self._executor, self._advance, joining)
         except Exception as exc:  # a failed step fails its rows, not the worker
             log.exception("a decoding step failed for %d rows", len(self._batch))
             for row in self._batch.rows:
@@ -219,39 +219,47 @@ class Scheduler:
             return
         for job, exc in failed:
             job.future.set_exception(exc)
-        self.batches += 1
-        self.batched_requests += len(tokens)
-        if self.metrics:
-            self.metrics.batch_size.observe(len(tokens))
+        if stepped:
+            self.batches += 1
+            self.batched_requests += stepped
+            if self.metrics:
+                self.metrics.batch_size.observe(stepped)
         for row, token in tokens:
+            self._token(row.tag, token)
+        for row in {row: None for row, _ in tokens if row.done}:
             job = row.tag
-            self._token(job, token)
-            if row.done and not job.future.done():
+            if not job.future.done():
                 result = self.engine.result(row)
                 self._record(job, result)
                 job.future.set_result(result)
                 self._batch_seconds = 0.9 * self._batch_seconds + 0.1 * (time.perf_counter() - job.arrived)
         self._gauge()
 
-    def _advance(self, joining: list[_Job]) -> tuple[list[tuple[Row, int]], list[tuple[_Job, Exception]]]:
-        """In the worker thread: abandoned rows leave, newcomers are prefilled, one step runs and
-        finished rows leave. Returns each stepped row with its token, and newcomers that failed."""
+    def _advance(self, joining: list[_Job]) -> tuple[list[tuple[Row, int]], int, list[tuple[_Job, Exception]]]:
+        """In the worker thread: abandoned rows leave, newcomers are prefilled (a causal prompt's
+        run gives its first token), one step runs and finished rows leave. Returns the tokens
+        made, in order, with their rows; how many rows the step ran; newcomers that failed."""
         batch = self._batch
         for row in [row for row in batch.rows if row.tag.future.done()]:
             batch.remove(row)
-        failed = []
+        made, failed = [], []
         for job in joining:
             try:
-                self.engine.join(batch, job.prompt, job.config, job.limit, tag=job)
+                row = self.engine.join(batch, job.prompt, job.config, job.limit, tag=job)
             except Exception as exc:  # a bad prompt fails its request alone
                 failed.append((job, exc))
-        if not len(batch):
-            return [], failed
-        tokens = list(zip(list(batch.rows), self.engine.step(batch), strict=True))
-        for row, _ in tokens:
+            else:
+                made.extend((row, token) for token in row.produced)
+        for row, _ in made:
             if row.done:
                 batch.remove(row)
-        return tokens, failed
+        stepped = list(batch.rows)
+        if stepped:
+            made.extend(zip(stepped, self.engine.step(batch), strict=True))
+            for row in stepped:
+                if row.done:
+                    batch.remove(row)
+        return made, len(stepped), failed
 
     async def _run_static(self) -> None:
         """One static batch: collect it, run one generate call, hand out the results."""

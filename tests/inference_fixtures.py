@@ -49,9 +49,10 @@ async def running(app: web.Application) -> AsyncIterator[str]:
 
 
 class Gate:
-    """Holds every generate call and decoding step of an engine until opened, so tests can fill the queue."""
+    """Holds every generate call, prefill and decoding step of an engine until opened, so tests can
+    fill the queue."""
 
-    HELD = ("generate", "step")
+    HELD = ("generate", "join", "step")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -66,8 +66,8 @@ def test_follow_up_turn_starts_from_the_cached_prompt_and_answers_as_plain_gener
         assert len(served.token_ids) >= 8
     assert engine.prefix_cache.hits == len(first) - 1  # the follow-up computed only its new tokens
     with torch.inference_mode():
-        reused = engine._prompt_states(follow_up[:-1])
-        fresh = uncached._prompt_states(follow_up[:-1])
+        reused, _ = engine._prompt_states(follow_up[:-1])
+        fresh, _ = uncached._prompt_states(follow_up[:-1])
     for (k1, v1), (k2, v2) in zip(reused, fresh, strict=True):
         torch.testing.assert_close(k1, k2, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(v1, v2, rtol=1e-4, atol=1e-5)

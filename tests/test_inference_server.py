@@ -10,7 +10,7 @@ import pytest
 
 from inference.api import ChatMessage, GenerationParams
 from inference.schema import Limits
-from inference.server import SCHEDULER, create_app
+from inference.server import METRICS, SCHEDULER, create_app
 from tests.inference_fixtures import Gate, running, tiny_engines, tiny_model_dirs  # noqa: F401
 
 CHAT = [{"role": "system", "content": "I am kind."}, {"role": "user", "content": "my dog died yesterday"}]
@@ -151,7 +151,8 @@ async def test_disconnected_client_is_dropped_from_the_queue(tiny_engines):  # n
             gate.opened.set()
             async with await first as response:
                 assert response.status == 200
-        assert app[SCHEDULER].batched_requests == 1  # the abandoned request never reached the model
+    # the abandoned request never reached the model: one queue time, observed as a request starts
+    assert 'vllm:request_queue_time_seconds_count{model_name="tiny"} 1.0' in app[METRICS].exposition().decode()
 
 
 async def test_health_and_metrics(tiny_engines):  # noqa: F811
