@@ -231,16 +231,18 @@ def _additive(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 class RunningBatch:
-    """The rows decoding together and their caches (`cross` for encoder-decoder models only)."""
+    """The rows decoding together and their caches (`cross` for encoder-decoder models only), and
+    the prefilled causal rows that get their first token from the next step's output layer."""
 
     def __init__(self, own: SelfAttentionCache | None, cross: CrossAttentionCache | None = None) -> None:
         self.rows: list[Row] = []
+        self.joining: list[tuple[Row, States, torch.Tensor]] = []  # row, prompt states, last hidden state
         self.own: Any = own
         self.cross = cross
         self.cache: Any = Seq2SeqCache(own, cross) if cross is not None else own
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.rows) + len(self.joining)
 
     @torch.inference_mode()
     def add(self, row: Row, states: States | None, past: int, encoder_states: States | None = None) -> None:

@@ -215,9 +215,10 @@ class Engine:
     def join(
         self, batch: RunningBatch, prompt: list[int], config: GenerationConfig, limit: int, tag: Any = None
     ) -> Row:
-        """Prefill one prompt alone and add it to `batch`. Causal: the whole prompt is run and its
-        last position gives the row's first token at once (check `row.done`: it may be all); the
-        decoder of a seq2seq row starts from its start token at the next step, after the encoder."""
+        """Prefill one prompt alone and add it to `batch`. Causal: the whole prompt is run, and the
+        next step's output layer turns its last hidden state into the row's first token (beside
+        the other rows': one pass over that layer's weights for all); a seq2seq row's decoder
+        starts from its start token at the next step, after the encoder."""
         config = copy.deepcopy(config)
         config.max_new_tokens = limit
         encoder_states = hidden = None
@@ -241,8 +242,9 @@ class Engine:
         )
         row = Row(list(prompt), config, limit, processors, history, start, position, tag)
         if hidden is not None:
-            self._took(row, self._pick([row], self.model.lm_head(hidden).float())[0])
-        batch.add(row, states, past, encoder_states)
+            batch.joining.append((row, states, hidden))
+        else:
+            batch.add(row, states, past, encoder_states)
         return row
 
     def _encoder_states(self, prompt: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -262,20 +264,31 @@ class Engine:
         return states
 
     @torch.inference_mode()
-    def step(self, batch: RunningBatch) -> list[int]:
-        """One decoding step for every row of `batch`: feed each its next input, return the new
-        tokens (row order) and mark rows done at EOS or their limit. Done rows stay until removed."""
-        rows = batch.rows
-        ids = torch.tensor([[row.next_input] for row in rows], device=self.device)
-        positions = torch.tensor([[row.position] for row in rows], device=self.device)
-        mask = batch.own.step_mask()
-        with self._step_attention():
-            logits = self._decode(batch, ids, positions, mask)
-        batch.own.advance()
-        tokens = self._pick(rows, logits.float())
-        for row, token in zip(rows, tokens, strict=True):
+    def step(self, batch: RunningBatch) -> list[tuple[Row, int]]:
+        """One decoding step: every row of `batch` is fed its next input, every joining row gets
+        its first token from its prompt's last hidden state and joins the cache. Returns each
+        row with its new token; rows are marked done at EOS or their limit (and stay until removed)."""
+        rows, joining = list(batch.rows), batch.joining
+        batch.joining = []
+        hidden = []
+        if rows:
+            ids = torch.tensor([[row.next_input] for row in rows], device=self.device)
+            positions = torch.tensor([[row.position] for row in rows], device=self.device)
+            mask = batch.own.step_mask()
+            with self._step_attention():
+                hidden.append(self._decode(batch, ids, positions, mask))
+            batch.own.advance()
+        hidden.extend(last for _, _, last in joining)
+        logits = self.model.lm_head(torch.cat(hidden))
+        if self.family == "seq2seq":
+            logits = logits + self.model.final_logits_bias
+        for row, states, _ in joining:  # their states end where the step's column was written
+            batch.add(row, states, len(row.prompt))
+        everyone = rows + [row for row, _, _ in joining]
+        made = list(zip(everyone, self._pick(everyone, logits.float()), strict=True))
+        for row, token in made:
             self._took(row, token)
-        return tokens
+        return made
 
     def _took(self, row: Row, token: int) -> None:
         row.produced.append(token)
@@ -301,13 +314,13 @@ class Engine:
     def _decode(
         self, batch: RunningBatch, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        """The decoder on one token per row; returns the next-token logits (rows, vocabulary)."""
+        """The decoder on one token per row; returns its final hidden states (rows, width)."""
         if self.family == "causal":
             body = self.model.transformer
             hidden = body.wte(ids) + body.wpe(positions)
             for block in body.h:
                 hidden = block(hidden, past_key_values=batch.cache, attention_mask=mask, use_cache=True)
-            return self.model.lm_head(body.ln_f(hidden)[:, -1])
+            return body.ln_f(hidden)[:, -1]
         decoder = self.model.get_decoder()
         hidden = decoder.embed_tokens(ids) + decoder.embed_positions(ids.shape, 0, position_ids=positions)
         cross = batch.cross.mask()
@@ -316,7 +329,7 @@ class Engine:
             hidden = layer(
                 hidden, mask, hidden, encoder_attention_mask=cross, past_key_values=batch.cache, use_cache=True
             )
-        return self.model.lm_head(decoder.layer_norm(hidden)[:, -1]) + self.model.final_logits_bias
+        return decoder.layer_norm(hidden)[:, -1]
 
     def _pick(self, rows: Sequence[Row], logits: torch.Tensor) -> list[int]:
         """Each row's next token: its processors, then argmax or a sample (one argmax for all

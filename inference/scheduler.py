@@ -139,7 +139,8 @@ class Scheduler:
     async def generate(
         self, prompt: Sequence[int], params: GenerationParams, on_token: TokenSink | None = None
     ) -> Generated:
-        """Queue one prompt and wait for its reply; cancelling the wait drops it from the queue."""
+        """Queue one prompt and wait for its reply; cancelling the wait drops it from the queue, or
+        from the running batch at the next step boundary."""
         if self._closed:
             raise SchedulerClosed("the inference worker is shutting down")
         if len(self._queue) >= self.max_queue:
@@ -167,7 +168,6 @@ class Scheduler:
             if job in self._queue:
                 self._queue.remove(job)
                 self._gauge()
-            # a running row whose future is done leaves the batch at the next step boundary
 
     def retry_after(self) -> int:
         """Seconds until the queue has likely drained by one batch's worth."""
@@ -208,58 +208,49 @@ class Scheduler:
         self._gauge()
         loop = asyncio.get_running_loop()
         try:
-            tokens, stepped, failed = await loop.run_in_executor(self._executor, self._advance, joining)
+            tokens, failed = await loop.run_in_executor(self._executor, self._advance, joining)
         except Exception as exc:  # a failed step fails its rows, not the worker
             log.exception("a decoding step failed for %d rows", len(self._batch))
-            for row in self._batch.rows:
-                if not row.tag.future.done():
-                    row.tag.future.set_exception(exc)
+            for job in [row.tag for row in self._batch.rows] + joining:
+                if not job.future.done():
+                    job.future.set_exception(exc)
             self._batch = self.engine.new_batch()
             self._gauge()
             return
         for job, exc in failed:
             job.future.set_exception(exc)
-        if stepped:
+        if tokens:
             self.batches += 1
-            self.batched_requests += stepped
+            self.batched_requests += len(tokens)
             if self.metrics:
-                self.metrics.batch_size.observe(stepped)
+                self.metrics.batch_size.observe(len(tokens))
         for row, token in tokens:
-            self._token(row.tag, token)
-        for row in {row: None for row, _ in tokens if row.done}:
             job = row.tag
-            if not job.future.done():
+            self._token(job, token)
+            if row.done and not job.future.done():
                 result = self.engine.result(row)
                 self._record(job, result)
                 job.future.set_result(result)
                 self._batch_seconds = 0.9 * self._batch_seconds + 0.1 * (time.perf_counter() - job.arrived)
         self._gauge()
 
-    def _advance(self, joining: list[_Job]) -> tuple[list[tuple[Row, int]], int, list[tuple[_Job, Exception]]]:
-        """In the worker thread: abandoned rows leave, newcomers are prefilled (a causal prompt's
-        run gives its first token), one step runs and finished rows leave. Returns the tokens
-        made, in order, with their rows; how many rows the step ran; newcomers that failed."""
+    def _advance(self, joining: list[_Job]) -> tuple[list[tuple[Row, int]], list[tuple[_Job, Exception]]]:
+        """In the worker thread: abandoned rows leave, newcomers are prefilled, one step runs and
+        finished rows leave. Returns each stepped row with its token, and newcomers that failed."""
         batch = self._batch
         for row in [row for row in batch.rows if row.tag.future.done()]:
             batch.remove(row)
-        made, failed = [], []
+        failed = []
         for job in joining:
             try:
-                row = self.engine.join(batch, job.prompt, job.config, job.limit, tag=job)
+                self.engine.join(batch, job.prompt, job.config, job.limit, tag=job)
             except Exception as exc:  # a bad prompt fails its request alone
                 failed.append((job, exc))
-            else:
-                made.extend((row, token) for token in row.produced)
+        made = self.engine.step(batch) if len(batch) else []
         for row, _ in made:
             if row.done:
                 batch.remove(row)
-        stepped = list(batch.rows)
-        if stepped:
-            made.extend(zip(stepped, self.engine.step(batch), strict=True))
-            for row in stepped:
-                if row.done:
-                    batch.remove(row)
-        return made, len(stepped), failed
+        return made, failed
 
     async def _run_static(self) -> None:
         """One static batch: collect it, run one generate call, hand out the results."""

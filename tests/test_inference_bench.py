@@ -17,7 +17,7 @@ def test_bench_inference_prints_figures_and_json(capsys, via):
             "bench",
             "inference",
             "--model",
-            "random:tiny-seq2seq",  # the random tiny causal model ends every reply at its prompt's run: no steps
+            "random:tiny-causal",
             "--concurrency",
             "3",
             "--turns",

@@ -53,12 +53,11 @@ async def test_concurrent_requests_share_every_step_and_match_alone(causal):
         *(scheduler.generate(p, GREEDY, on_token=streamed.append if i == 0 else None) for i, p in enumerate(prompts))
     )
     await scheduler.aclose()
-    # a causal prompt's run gives its first token: then 9 steps of all six
-    assert scheduler.batches == 9 and scheduler.batched_requests == 9 * len(prompts)
+    assert scheduler.batches == 10 and scheduler.batched_requests == 10 * len(prompts)  # 10 steps of all six
     assert [r.token_ids for r in results] == [alone(causal, p, GREEDY) for p in prompts]
     assert streamed == results[0].token_ids  # the stream carries exactly the reply's tokens
     text = metrics.exposition().decode()
-    assert 'vllm:batch_size_sum{model_name="tiny"} 54.0' in text
+    assert 'vllm:batch_size_sum{model_name="tiny"} 60.0' in text
     assert (
         f'vllm:generation_tokens_total{{model_name="tiny"}} {float(sum(r.completion_tokens for r in results))}' in text
     )
@@ -81,7 +80,7 @@ async def test_greedy_and_sampled_rows_share_steps(causal):
     sampled = GenerationParams(temperature=0.8, top_k=20, min_tokens=10, max_tokens=10)
     greedy, _ = await asyncio.gather(scheduler.generate(prompt, GREEDY), scheduler.generate(prompt, sampled))
     await scheduler.aclose()
-    assert (scheduler.batches, scheduler.batched_requests) == (9, 18)
+    assert (scheduler.batches, scheduler.batched_requests) == (10, 20)
     assert greedy.token_ids == alone(causal, prompt, GREEDY)
 
 
@@ -104,7 +103,7 @@ async def test_finished_row_leaves_the_batch_at_once(causal):
     await scheduler.aclose()
     assert short.completion_tokens == 3 and short.finish_reason == "length"
     assert long.token_ids[:3] == short.token_ids and long.completion_tokens == 9
-    assert (scheduler.batches, scheduler.batched_requests) == (8, 2 + 8)  # the short row ran 2 steps, not 8
+    assert (scheduler.batches, scheduler.batched_requests) == (9, 3 + 9)  # the short row ran 3 steps, not 9
 
 
 async def test_request_joining_a_running_batch_matches_alone(engine):
@@ -119,9 +118,8 @@ async def test_request_joining_a_running_batch_matches_alone(engine):
     running = asyncio.create_task(scheduler.generate(first, LONG, on_token=count))
     await halfway.wait()
     joined = await scheduler.generate(second, GREEDY)
-    # every step of the second request also stepped the first: two rows in those steps (a causal
-    # row's first token comes from its prompt's run, not a step)
-    assert scheduler.batched_requests - scheduler.batches == joined.completion_tokens - (engine.family == "causal")
+    # every step of the second request also stepped the first: two rows in those steps
+    assert scheduler.batched_requests - scheduler.batches == joined.completion_tokens
     assert (await running).token_ids == alone(engine, first, LONG)
     await scheduler.aclose()
     assert joined.token_ids == alone(engine, second, GREEDY)
@@ -180,8 +178,7 @@ async def test_cancelled_caller_leaves_the_queue(causal):
         gate.opened.set()
         steps = (await running).completion_tokens
     await scheduler.aclose()
-    # only the running request's steps (its first token came from its prompt's run): the cancelled one never ran
-    assert scheduler.batched_requests == steps - 1
+    assert scheduler.batched_requests == steps  # only the running request's steps: the cancelled one never ran
 
 
 async def test_closing_fails_queued_requests_and_refuses_new_ones(causal):
