@@ -4,11 +4,12 @@ Rows join between decoding steps and leave the step they finish, so no reply wai
 neighbour and no newcomer waits for a whole batch to end (the engine runs the steps, the
 scheduler decides who joins and leaves). Keys and values live in one buffer per layer, rows
 side by side, columns aligned on the right: a step writes every row's new key at the same
-column `hi`, so it is one batched attention over the window [lo, hi] with a mask hiding each
-row's columns left of its own start. The window spans the longest live row only, not a static
-cache's full preallocated length. A newcomer's prompt states go just left of `hi`; a leaving
-row is overwritten by the last row (one row copied, not the batch); when `hi` reaches the
-buffer's end the window moves back to the start (amortised by doubling).
+column `hi`, so it is one batched attention with a mask hiding each row's columns left of its
+own start. A newcomer's prompt states go just left of `hi`; a leaving row is overwritten by the
+last row (one row copied, not the batch). Attention reads the rows' whole buffers, which are
+kept only a little wider than the longest live row: a window of columns would be copied by
+every attention kernel first, three times the memory traffic of reading it. When `hi` reaches
+the end, the live columns move to the start of a fresh layout.
 """
 
 from __future__ import annotations

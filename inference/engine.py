@@ -1,6 +1,15 @@
-"""The model engine: loads a chat model and runs one batch of `generate` with the right padding.
+"""The model engine: loads a chat model and runs it, a step at a time for a running batch or one
+`generate` call per static batch.
 
-Padding is what makes a batched answer equal the lone one. Causal models (DialoGPT) are padded
+Greedy and sampled requests on GPT-2 (DialoGPT) and BlenderBot models are decoded step by step
+(`join`, `step`): the engine runs the decoder itself over a `RunningBatch` whose rows join and
+leave between steps (`inference.batch`). A newcomer is prefilled alone, without padding (its
+prompt's key/value states, or its encoder output as cross-attention keys/values), then decodes
+one token per step with everyone else; a row's logits pass through the same logits processors
+`generate` would build for it alone, so a greedy reply is the same token ids as alone.
+
+Beam search, seeded sampling and other architectures run as one `generate` call per batch, where
+padding is what makes a batched answer equal the lone one. Causal models (DialoGPT) are padded
 on the left so every row's newest token sits at the end, with an explicit attention mask (their
 pad and turn separator are both EOS, so a mask inferred from pad ids would hide the turn
 breaks) and explicit position ids that start at 0 on each row's first real token. Encoder-decoder
@@ -12,14 +21,8 @@ key/value states laid side by side, left-padded, in one preallocated cache; `gen
 starts from there. A padded batch would spend a third of its prefill on padding, and its large
 activations fall out of the CPU caches; beam search would also run each prompt once per beam.
 Run alone, a prompt can also start from the stored states of its conversation's last prompt
-(`inference.prefix`), so a follow-up turn computes only its new tokens.
-
-Greedy and sampled requests on GPT-2 (DialoGPT) and BlenderBot models are decoded step by step
-instead (`join`, `step`): the engine runs the decoder itself over a `RunningBatch` whose rows
-join and leave between steps (`inference.batch`). A newcomer is prefilled alone, without
-padding (its prompt states, or its encoder output and cross-attention keys/values), then
-decodes one token per step with everyone else; a row's logits pass through the same logits
-processors `generate` would build for it alone. Beam search keeps the one-call path above.
+(`inference.prefix`), so a follow-up turn computes only its new tokens; the step path's
+prefill does the same.
 """
 
 from __future__ import annotations
