@@ -6,23 +6,20 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bot.crisis.classifier import SHIPPED as NGRAM_SHIPPED
-from bot.crisis.classifier import NgramClassifier, train
+from bot.crisis.classifier import NgramClassifier
 from bot.crisis.components import load_components
 from bot.crisis.detector import CrisisDetector
-from bot.crisis.embedding import SCREEN_THRESHOLD, SHIPPED, Embedder, EmbeddingClassifier, features, fit_head
+from bot.crisis.embedding import SHIPPED, Embedder, EmbeddingClassifier, fit_head
 from bot.crisis.evaluation import load_examples, unique
 from bot.crisis.layer import CrisisLayer
 from bot.crisis.learned import data_version, positives
 from bot.crisis.levels import Level
-from bot.crisis.threshold import CANDIDATES
 from tests.test_crisis_commands import run
 
 DATA = Path(__file__).with_name("data")
@@ -52,23 +49,11 @@ def embedder() -> Embedder:
 
 @pytest.fixture(scope="module")
 def model(embedder: Embedder) -> EmbeddingClassifier:
-    texts, labels = RISK + SAFE, positives(["crisis"] * len(RISK) + ["none"] * len(SAFE))
-    screen = train(texts, labels, epochs=5, threshold=0.001, progress=False)  # lets every message through
-    x = features(embedder.embed(texts), [screen.probability(t) for t in texts], [Level.NONE] * len(texts))
-    head = fit_head(x, labels, hidden=32, epochs=60)
-    return EmbeddingClassifier(head, screen, 0.5, data_version("e5mlp", texts, labels), embedder=embedder)
-
-
-class Counting(Embedder):
-    """Counts the texts it embeds."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        self.calls += 1
-        return super().embed(texts, progress)
+    vectors = embedder.embed(RISK + SAFE)
+    head = fit_head(vectors, [True] * len(RISK) + [False] * len(SAFE), hidden=32, epochs=60)
+    texts = RISK + SAFE
+    return EmbeddingClassifier(head, 0.5, data_version("e5mlp", texts, positives(["crisis"] * 6 + ["none"] * 6)),
+                               embedder=embedder)  # fmt: skip
 
 
 def test_embeddings_are_unit_vectors_that_put_one_meaning_close_across_languages(embedder: Embedder) -> None:
@@ -88,21 +73,20 @@ def test_it_only_raises_to_concern_and_is_not_asked_above_it(model: EmbeddingCla
     assert raised.evidence[-1].component == "classifier" and raised.evidence[-1].rule_id == "e5-mlp"
     assert model.assess("what time does the pharmacy open on sunday", (), Level.NONE) is None
 
-    counting = Counting()
-    quiet = replace(model, embedder=counting)
-    assert CrisisDetector.load(components=[quiet]).assess("I took 30 pills an hour ago").level == Level.EMERGENCY
-    assert counting.calls == 0  # the rules said emergency: no embedding was computed
-    assert quiet.assess("   ", (), Level.NONE) is None and counting.calls == 0
+    class Counting(Embedder):
+        calls = 0
 
+        def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+            Counting.calls += 1
+            return super().embed(texts, progress)
 
-def test_messages_the_screen_and_the_rules_let_pass_are_not_embedded(model: EmbeddingClassifier) -> None:
-    counting = Counting()
-    strict = replace(model, screen=replace(model.screen, threshold=0.999), embedder=counting)
-    text = "I keep thinking everyone would be better off if I were gone"
-    assert strict.probability(text) == 0.0 and counting.calls == 0
-    assert strict.probability(text, Level.DISTRESS) > 0.5 and counting.calls == 1  # the rules saw pain: read it
-    lenient = replace(model, embedder=counting)
-    assert lenient.probability(text) > 0.5 and counting.calls == 2
+    model.embedder = Counting()
+    try:
+        assert CrisisDetector.load(components=[model]).assess("I took 30 pills an hour ago").level == Level.EMERGENCY
+        assert Counting.calls == 0  # the rules said emergency: no embedding was computed
+        assert model.assess("   ", (), Level.NONE) is None and Counting.calls == 0
+    finally:
+        model.embedder = Embedder()
 
 
 def test_save_and_load_round_trip(model: EmbeddingClassifier, tmp_path: Path) -> None:
@@ -110,7 +94,6 @@ def test_save_and_load_round_trip(model: EmbeddingClassifier, tmp_path: Path) ->
     model.save(path)
     loaded = EmbeddingClassifier.load(path)
     assert loaded.version == model.version and loaded.threshold == model.threshold
-    assert loaded.screen.version == model.screen.version and loaded.screen.threshold == model.screen.threshold
     loaded.embedder = model.embedder
     text = "nobody would notice if I disappeared"
     assert loaded.probability(text) == pytest.approx(model.probability(text), abs=1e-5)
@@ -135,9 +118,9 @@ def test_broken_files_and_a_missing_engine_leave_the_rules(
     assert CrisisDetector.load(components=components).assess("I want to kill myself").level == Level.CRISIS
 
 
-def test_the_layer_runs_the_shipped_embedding_model_with_its_screen() -> None:
-    (component,) = CrisisLayer.load().detector.components
-    assert isinstance(component, EmbeddingClassifier) and component.screen.threshold == SCREEN_THRESHOLD
+def test_the_layer_runs_both_shipped_models_cheapest_first() -> None:
+    names = [c.name for c in CrisisLayer.load().detector.components]
+    assert names == ["ngram-lr", "e5-mlp"]
     assert CrisisLayer.load("").detector.components == ()
     assert [c.name for c in CrisisLayer.load(str(SHIPPED)).detector.components] == ["e5-mlp"]
 
@@ -145,11 +128,9 @@ def test_the_layer_runs_the_shipped_embedding_model_with_its_screen() -> None:
 def test_the_shipped_model_is_up_to_date_with_its_training_data() -> None:
     """Retrain (see bot/crisis/README.md) whenever a labelled file changes."""
     shipped = EmbeddingClassifier.load(SHIPPED)
-    assert shipped.sources and CANDIDATES[0] <= shipped.threshold <= CANDIDATES[-1]
+    assert shipped.sources and 0.5 <= shipped.threshold < 1.0
     examples = unique(e for name in shipped.sources for e in load_examples(DATA / name))
-    texts, labels = [e.text for e in examples], positives(e.label for e in examples)
-    assert shipped.version == data_version("e5mlp", texts, labels)
-    assert shipped.screen.version == data_version("ngram", texts, labels)
+    assert shipped.version == data_version("e5mlp", [e.text for e in examples], positives(e.label for e in examples))
 
 
 def test_train_command_cross_validates_and_writes_a_usable_model(

