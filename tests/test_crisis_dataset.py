@@ -51,7 +51,7 @@ def test_distress_is_mostly_not_escalated(report: Report, request: pytest.Fixtur
 
 @pytest.fixture(scope="module")
 def shipped_layer() -> CrisisDetector:
-    """Rules plus the shipped learned component: what the service runs."""
+    """Rules plus both shipped learned components: what the service runs."""
     return CrisisLayer.load().detector
 
 

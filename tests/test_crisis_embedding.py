@@ -118,8 +118,9 @@ def test_broken_files_and_a_missing_engine_leave_the_rules(
     assert CrisisDetector.load(components=components).assess("I want to kill myself").level == Level.CRISIS
 
 
-def test_the_layer_runs_the_shipped_embedding_model() -> None:
-    assert [c.name for c in CrisisLayer.load().detector.components] == ["e5-mlp"]
+def test_the_layer_runs_both_shipped_models_cheapest_first() -> None:
+    names = [c.name for c in CrisisLayer.load().detector.components]
+    assert names == ["ngram-lr", "e5-mlp"]
     assert CrisisLayer.load("").detector.components == ()
     assert [c.name for c in CrisisLayer.load(str(SHIPPED)).detector.components] == ["e5-mlp"]
 
