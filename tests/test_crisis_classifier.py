@@ -88,6 +88,28 @@ def test_train_command_writes_a_usable_model(tmp_path: Path, capsys: pytest.Capt
     assert positives(["crisis", "distress", "none"]) == [True, False, False]
 
 
+def test_train_command_can_choose_the_threshold_on_held_out_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Thresholds chosen on another writer's file: the model that scores it never saw it; the final one does."""
+    train_file, held_file = tmp_path / "ours.jsonl", tmp_path / "theirs.jsonl"
+    rows = [{"text": t, "label": "crisis"} for t in RISK[:4]] + [{"text": t, "label": "none"} for t in SAFE[:4]]
+    held = [{"text": t, "label": "crisis"} for t in RISK[3:]] + [{"text": t, "label": "none"} for t in SAFE[3:]]
+    train_file.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    held_file.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in held), encoding="utf-8")
+    out_path = tmp_path / "m.npz"
+    argv = ["crisis", "train", str(train_file), "--held-out", str(held_file), "--out", str(out_path),
+            "--epochs", "3", "--max-none-rate", "0.5"]  # fmt: skip
+    assert run(argv) == 0
+    out = capsys.readouterr().out
+    shared = len({r["text"] for r in rows} & {r["text"] for r in held})
+    assert f"on {len({r['text'] for r in held}) - shared} held-out messages, rules + ngram model" in out
+    model = NgramClassifier.load(out_path)
+    assert model.sources == ("ours.jsonl", "theirs.jsonl")
+    examples = unique(e for f in (train_file, held_file) for e in load_examples(f))
+    assert model.version == data_version("ngram", [e.text for e in examples], positives(e.label for e in examples))
+
+
 def test_the_shipped_model_is_up_to_date_with_its_training_data() -> None:
     """Retrain (`supportbot crisis train tests/data/<sources> --out bot/crisis/data/classifier.npz`)
     whenever a labelled file changes: the shipped model names the exact data it came from."""

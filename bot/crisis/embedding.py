@@ -135,17 +135,34 @@ class EmbeddingClassifier:
         return cls(head, threshold, version, sources)
 
 
-def fit_head(vectors: np.ndarray, labels: Sequence[bool], hidden: int = 256, epochs: int = 60, seed: int = 0) -> Head:
-    """Train the head with AdamW and dropout; both classes weigh the same; deterministic for a seed."""
+def fit_head(
+    vectors: np.ndarray, labels: Sequence[bool], hidden: int = 256, epochs: int = 60, seed: int = 0, members: int = 1
+) -> Head:
+    """Train `members` heads from different seeds and join them into one wider head that averages their logits.
+
+    One head's verdict on a phrasing unlike its training data swings with its seed; the average of a
+    few is steadier, and joined it is still one small matrix product (deterministic for a seed).
+    """
+    mean, scale = vectors.mean(0), vectors.std(0) + 1e-6
+    z = (vectors - mean) / scale
+    parts = [_fit_one(z, labels, hidden, epochs, seed + k) for k in range(members)]
+    w1 = np.concatenate([p[0] for p in parts], axis=1)
+    b1 = np.concatenate([p[1] for p in parts])
+    w2 = np.concatenate([p[2] for p in parts]) / members
+    b2 = np.mean([p[3] for p in parts], axis=0)
+    return Head(mean.astype(np.float32), scale.astype(np.float32), w1, b1, w2.astype(np.float32), b2.astype(np.float32))
+
+
+def _fit_one(z: np.ndarray, labels: Sequence[bool], hidden: int, epochs: int, seed: int) -> tuple[np.ndarray, ...]:
+    """One head on standardised vectors, AdamW with dropout, both classes weighing the same: (w1, b1, w2, b2)."""
     import torch
 
     torch.manual_seed(seed)
-    mean, scale = vectors.mean(0), vectors.std(0) + 1e-6
-    x = torch.tensor((vectors - mean) / scale, dtype=torch.float32)
+    x = torch.tensor(z, dtype=torch.float32)
     y = torch.tensor(np.asarray(labels, dtype=np.float32))
     share = min(max(float(y.mean()), 1e-3), 1 - 1e-3)
     weight = torch.where(y > 0, 0.5 / share, 0.5 / (1 - share))
-    first, last = torch.nn.Linear(vectors.shape[1], hidden), torch.nn.Linear(hidden, 1)
+    first, last = torch.nn.Linear(z.shape[1], hidden), torch.nn.Linear(hidden, 1)
     net = torch.nn.Sequential(
         torch.nn.Dropout(0.1), first, torch.nn.GELU(approximate="tanh"), torch.nn.Dropout(0.2), last
     )
@@ -161,5 +178,5 @@ def fit_head(vectors: np.ndarray, labels: Sequence[bool], hidden: int = 256, epo
             loss.backward()
             optimiser.step()
     with torch.no_grad():
-        return Head(mean.astype(np.float32), scale.astype(np.float32), first.weight.T.numpy().copy(),
-                    first.bias.numpy().copy(), last.weight[0].numpy().copy(), last.bias.numpy().copy())  # fmt: skip
+        return (first.weight.T.numpy().copy(), first.bias.numpy().copy(), last.weight[0].numpy().copy(),
+                last.bias.numpy().copy())  # fmt: skip
