@@ -25,6 +25,7 @@ WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 Process = Callable[[Update], Awaitable[None]]
+_OK = b'{"ok": true}'  # every handled update's answer, encoded once
 
 
 def webhook_secret(settings: Settings) -> str:
@@ -63,4 +64,4 @@ class WebhookRoute:
         except (KeyError, TypeError, ValueError, AttributeError):
             return web.json_response({"error": "not a Telegram update"}, status=400)
         await self._process(update)
-        return web.json_response({"ok": True})
+        return web.Response(body=_OK, content_type="application/json")
