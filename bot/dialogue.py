@@ -272,7 +272,8 @@ class Dialogue:
         messages.append(ChatMessage("user", latest))
         params = GenerationParams(max_tokens=self.settings.max_new_tokens)
         try:
-            return await asyncio.wait_for(self.backend.complete(messages, params), self.settings.reply_timeout_s)
+            async with asyncio.timeout(self.settings.reply_timeout_s):  # no task of its own, unlike wait_for
+                return await self.backend.complete(messages, params)
         except TimeoutError as exc:
             raise BackendError(f"no reply within {self.settings.reply_timeout_s}s") from exc
 
