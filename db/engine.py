@@ -117,6 +117,15 @@ class _InlineSQLite:
     def cursor(self) -> _InlineCursor:
         return _InlineCursor(self._connection.cursor())
 
+    def begin_immediate(self) -> bool:
+        """BEGIN IMMEDIATE straight on the driver; False if it failed (another process holds the write
+        lock, say), for the caller to retry on the cursor path, which waits and reports errors as usual."""
+        try:
+            self._connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            return False
+        return True
+
     async def execute(self, sql: str, parameters: Any = ()) -> _InlineCursor:
         return await self.cursor().execute(sql, parameters)
 
@@ -155,7 +164,9 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Two per turn: straight on the driver, not as a statement through SQLAlchemy (~40 us each).
+        if not connection.connection.driver_connection.begin_immediate():
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 # A pooled PostgreSQL connection idle longer than this is pinged before use (a restarted server or a
