@@ -27,14 +27,17 @@ from bot.crisis.normalize import tokenize
 
 DIMENSIONS = 1 << 18
 SHIPPED = Path(__file__).with_name("data") / "classifier.npz"
-_FORMAT = 2
+_FORMAT = 3  # 3: features counted once per message
 # The model is trained on messages of a few dozen words and its score grows with the square root of
 # the length, so a long message is read in overlapping windows of this many words, the riskiest counts.
 WINDOW_WORDS, WINDOW_STEP = 48, 24
 
 
 def features(text: str) -> np.ndarray:
-    """Hashed indices of folded word unigrams, bigrams and character 3-5-grams (with repeats)."""
+    """Hashed indices of folded word unigrams, bigrams and character 3-5-grams, each once.
+
+    Presence, not count: with counts, a harmless word repeated through a long message (a diary of
+    days that all end with "dinner") added up to an alarm."""
     return _hashed([t.form for t in tokenize(text)])
 
 
@@ -44,7 +47,7 @@ def _hashed(words: Sequence[str]) -> np.ndarray:
         padded = f"<{w}>"
         grams += [f"c:{padded[i : i + n]}" for n in (3, 4, 5) for i in range(len(padded) - n + 1)]
     digests = (hashlib.blake2b(g.encode(), digest_size=4).digest() for g in grams)
-    return np.fromiter((int.from_bytes(d, "little") % DIMENSIONS for d in digests), dtype=np.int64)
+    return np.unique(np.fromiter((int.from_bytes(d, "little") % DIMENSIONS for d in digests), dtype=np.int64))
 
 
 @dataclass

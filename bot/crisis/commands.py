@@ -19,7 +19,7 @@ from bot.crisis.helplines import HelplineError
 from bot.crisis.learned import data_version, positives
 from bot.crisis.lexicon import LexiconError
 from bot.crisis.responses import ResponseError, SafeResponder
-from bot.crisis.threshold import FitPredict, out_of_fold, pick, sweep
+from bot.crisis.threshold import Choice, FitPredict, out_of_fold, pick, sweep
 
 _CLASSIFIER_HELP = "learned component (from `crisis train`); default the shipped models, '' for the rules alone"
 
@@ -140,15 +140,18 @@ def _train(args: argparse.Namespace) -> int:
             probs, how = out_of_fold(len(examples), args.folds, fit_predict), f"cross-validated ({args.folds} folds)"
         rules, judged = CrisisDetector.load(), [examples[i] for i in scored]
         table = sweep(judged, probs, [rules.assess(e.text, e.context).label == "crisis" for e in judged])
+        error = ""
         try:
-            choice = pick(table, args.max_none_rate, args.max_distress_rate)
+            choice: Choice | None = pick(table, args.max_none_rate, args.max_distress_rate)
         except ValueError as exc:
-            return _fail(str(exc))
+            choice, error = None, str(exc)
         print(f"{how}, rules + {args.kind} model:")
         print("  threshold  crisis-R  none->crisis  distress->crisis")
         for c in (c for c in table if round(c.threshold * 100) % 5 == 0 or c is choice):
             row = f"{c.threshold:.2f}  {c.crisis_recall:.3f}  {c.none_to_crisis:.3f}  {c.distress_to_crisis:.3f}"
             print(f"  {row}{'  <- chosen' if c is choice else ''}")
+        if choice is None:
+            return _fail(error)
         threshold = choice.threshold
     model = build(threshold, tuple(p.name for p in [*args.files, *args.held_out]))
     model.save(args.out)
