@@ -44,18 +44,24 @@ class Row:
 
 
 class _Buffers:
-    """Per-layer key and value tensors of shape (rows, heads, columns, dim), each a view over flat
-    storage: a new layout takes the spare storage of the one before last, so steady decoding
-    allocates nothing (fresh memory is slow on CPU: ~0.1 s per 256 MB of page faults). Every
-    column of a live row holds a finite number (masked columns are weighted 0, and 0 * NaN is NaN)."""
+    """Per-layer key and value tensors of shape (rows, heads, columns, dim), each a view over one
+    flat storage that a new layout reuses in place, so steady decoding allocates nothing. Memory
+    touched for the first time is slow on CPU (~0.4 ms per MB of page faults: a 16-row step's
+    worth per 100 MB), so a layout never moves to other memory while its storage holds it, the
+    storage is allocated with room to grow (its pages are touched only as far as layouts reach),
+    and the row capacity starts at `rows_hint` (the scheduler's largest batch) rather than
+    doubling into fresh storage as rows join. Every column of a live row holds a finite number
+    (masked columns are weighted 0, and 0 * NaN is NaN)."""
 
-    def __init__(self, layers: int, heads: int, dim: int, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(
+        self, layers: int, heads: int, dim: int, dtype: torch.dtype, device: torch.device, rows_hint: int = 0
+    ) -> None:
         self.depth, self.heads, self.dim, self.dtype, self.device = layers, heads, dim, dtype, device
+        self.rows_hint = rows_hint
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.rows = 0
         self._flat: list[torch.Tensor] = []
-        self._spare: list[torch.Tensor] = []
 
     @property
     def row_capacity(self) -> int:
@@ -65,28 +71,39 @@ class _Buffers:
     def columns(self) -> int:
         return self.keys[0].shape[2] if self.keys else 0
 
+    def grown_rows(self, rows: int) -> int:
+        """The row capacity a layout for `rows` rows gets."""
+        if rows <= self.row_capacity:
+            return self.row_capacity
+        return max(rows, 2 * self.row_capacity, self.rows_hint, 4)
+
     def reallocate(self, rows: int, columns: int, keep: slice, to: int) -> None:
         """Lay the buffers out anew; live rows' columns `keep` move to start at column `to`, their
         other columns are zeroed."""
         shape = (rows, self.heads, columns, self.dim)
         size = rows * self.heads * columns * self.dim
-        width = keep.stop - keep.start
         old = self.keys + self.values
-        flats, layout = [], []
-        for index in range(2 * self.depth):
-            spare = self._spare[index] if index < len(self._spare) else None
-            if spare is None or spare.numel() < size:
-                spare = torch.empty(size + size // 4, dtype=self.dtype, device=self.device)
-            fresh = spare[:size].view(shape)
-            live = fresh[: self.rows]
-            live[:, :, :to] = 0
-            live[:, :, to + width :] = 0
-            if old:
-                live[:, :, to : to + width] = old[index][: self.rows, :, keep]
-            flats.append(spare)
-            layout.append(fresh)
+        if not self._flat or self._flat[0].numel() < size:
+            self._flat = [torch.empty(2 * size, dtype=self.dtype, device=self.device) for _ in range(2 * self.depth)]
+        layout = [flat[:size].view(shape) for flat in self._flat]
+        if old:
+            # Row by row, so that no row is overwritten before it has moved: a wider row starts
+            # later in the storage than before, so the last row moves first; a narrower one first.
+            grows = layout[0].stride(0) >= old[0].stride(0)
+            for row in reversed(range(self.rows)) if grows else range(self.rows):
+                for source, target in zip(old, layout, strict=True):
+                    self._lay_row(target[row], source[row, :, keep], to)
         self.keys, self.values = layout[: self.depth], layout[self.depth :]
-        self._spare, self._flat = self._flat, flats
+
+    @staticmethod
+    def _lay_row(target: torch.Tensor, window: torch.Tensor, to: int) -> None:
+        """One row's columns `window` (possibly overlapping `target`) written at `to`, zeros around."""
+        width = window.shape[1]
+        if window.untyped_storage().data_ptr() == target.untyped_storage().data_ptr():
+            window = window.clone()
+        target[:, :to] = 0
+        target[:, to + width :] = 0
+        target[:, to : to + width] = window
 
     def move_row(self, source: int, target: int, columns: slice) -> None:
         for store in (self.keys, self.values):
@@ -111,8 +128,8 @@ class SelfAttentionCache(_Buffers):
     so the buffers are kept a little wider than the live window, which moves back to the start
     every `_margin` steps."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, *args: Any, rows_hint: int = 0) -> None:
+        super().__init__(*args, rows_hint=rows_hint)
         self.hi = 0  # the column the next step writes
         self.starts: list[int] = []  # each row's first column
 
@@ -136,8 +153,7 @@ class SelfAttentionCache(_Buffers):
         # Reading m spare columns every step against moving the window every m steps (two reads
         # of it): the sum is least near m = sqrt(2 * width).
         margin = max(8, math.isqrt(2 * used))
-        capacity = max(rows, 2 * self.row_capacity, 4) if rows > self.row_capacity else self.row_capacity
-        self.reallocate(capacity, used + margin, slice(lo, self.hi), start)
+        self.reallocate(self.grown_rows(rows), used + margin, slice(lo, self.hi), start)
         self.starts = [s - lo + start for s in self.starts]
         self.hi = start + width
 
@@ -187,15 +203,15 @@ class _CrossLayer:
 class CrossAttentionCache(_Buffers):
     """Encoder keys/values per row (seq2seq), left-aligned, computed once when the row joins."""
 
-    def __init__(self, *args: Any, max_columns: int) -> None:
-        super().__init__(*args)
+    def __init__(self, *args: Any, max_columns: int, rows_hint: int = 0) -> None:
+        super().__init__(*args, rows_hint=rows_hint)
         self.max_columns = max_columns
         self.lengths: list[int] = []
         self.layers = [_CrossLayer(self, index) for index in range(self.depth)]  # as transformers reads them
 
     def add(self, states: States) -> None:
         if self.rows == self.row_capacity:
-            self.reallocate(max(4, 2 * self.row_capacity), self.max_columns, slice(0, self.max_columns), 0)
+            self.reallocate(self.grown_rows(self.rows + 1), self.max_columns, slice(0, self.max_columns), 0)
         self.put_row(self.rows, states, 0)
         self.lengths.append(states[0][0].shape[2])
         self.rows += 1

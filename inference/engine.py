@@ -199,19 +199,21 @@ class Engine:
         """Whether a request decoded with `config` can join a running batch (not beam search)."""
         return self._stepped and (config.num_beams or 1) == 1
 
-    def new_batch(self) -> RunningBatch:
-        """An empty running batch with caches shaped for this model (no caches: nothing steppable)."""
+    def new_batch(self, rows_hint: int = 0) -> RunningBatch:
+        """An empty running batch with caches shaped for this model (no caches: nothing steppable),
+        laid out for `rows_hint` rows at once (the scheduler's largest batch)."""
         c = self.model.config
         if not self._stepped:
             return RunningBatch(None)
         if self.family == "causal":
-            return RunningBatch(
-                SelfAttentionCache(c.n_layer, c.n_head, c.n_embd // c.n_head, self.model.dtype, self.device)
-            )
+            shape = (c.n_layer, c.n_head, c.n_embd // c.n_head)
+            return RunningBatch(SelfAttentionCache(*shape, self.model.dtype, self.device, rows_hint=rows_hint))
         shape = (c.decoder_layers, c.decoder_attention_heads, c.d_model // c.decoder_attention_heads)
-        own = SelfAttentionCache(*shape, self.model.dtype, self.device)
         return RunningBatch(
-            own, CrossAttentionCache(*shape, self.model.dtype, self.device, max_columns=self.max_positions)
+            SelfAttentionCache(*shape, self.model.dtype, self.device, rows_hint=rows_hint),
+            CrossAttentionCache(
+                *shape, self.model.dtype, self.device, max_columns=self.max_positions, rows_hint=rows_hint
+            ),
         )
 
     @torch.inference_mode()

@@ -102,7 +102,7 @@ class Scheduler:
         self._running = 0
         self._batch_seconds = 1.0  # moving average of a batch's (or a row's) duration, for Retry-After
         self._closed = False
-        self._batch = engine.new_batch()
+        self._batch = engine.new_batch(max_batch_size)
         self.batches = 0  # generate calls or steps run, and requests they carried (mean batch size = ratio)
         self.batched_requests = 0
 
@@ -214,7 +214,7 @@ class Scheduler:
             for job in [row.tag for row in self._batch.rows] + joining:
                 if not job.future.done():
                     job.future.set_exception(exc)
-            self._batch = self.engine.new_batch()
+            self._batch = self.engine.new_batch(self.max_batch_size)
             self._gauge()
             return
         for job, exc in failed:

@@ -41,6 +41,25 @@ def test_rows_keep_their_states_through_joins_leaves_and_moves():
     assert cache.columns < 120  # the window moved back instead of growing without end
 
 
+def test_layouts_reuse_one_storage_and_a_hint_sizes_the_rows():
+    cache = SelfAttentionCache(1, 2, 3, torch.float32, torch.device("cpu"), rows_hint=6)
+    for rid in range(6):
+        cache.add(states(10, rid), 10)
+    assert cache.row_capacity == 6  # no doubling from 4 as rows joined
+    storages = set()
+    for step in range(200):  # the window stays short: it moves back every few steps
+        if step % 8 == 7:  # the oldest row leaves, a newcomer joins
+            cache.remove(cache.starts.index(min(cache.starts)))
+            cache.add(states(10, step), 10)
+        cache.step_mask()
+        new = torch.full((6, 2, 1, 3), float(step))
+        cache.update(new, new, 0)
+        cache.advance()
+        if step >= 100:
+            storages.add(cache.keys[0].untyped_storage().data_ptr())
+    assert len(storages) == 1  # steady decoding lays the window out anew in place, allocating nothing
+
+
 def test_cross_rows_keep_their_encoder_states():
     cache = CrossAttentionCache(1, 2, 3, torch.float32, torch.device("cpu"), max_columns=16)
     for rid, length in enumerate([4, 16, 7, 2, 9]):
