@@ -266,8 +266,11 @@ def _statements(dialect: str) -> SimpleNamespace:
     )
     if dialect == "postgresql":
         # Serialise this person's queue operations until the transaction ends, so message ids are handed
-        # out in queue order (SQLite's BEGIN IMMEDIATE already serialises writers).
-        person = person.with_for_update(of=User)
+        # out in queue order (SQLite's BEGIN IMMEDIATE already serialises writers). NO KEY UPDATE, not
+        # UPDATE: a reply being stored meanwhile checks its foreign key with KEY SHARE on this row, and
+        # under FOR UPDATE that check waited on us while a redelivery's insert waited on the reply's
+        # update of the same message: a deadlock.
+        person = person.with_for_update(of=User, key_share=True)
     risk = select(Conversation.risk_level).where(Conversation.id == bindparam("conv")).scalar_subquery()
     operator = select(Conversation.operator).where(Conversation.id == bindparam("conv")).scalar_subquery()
     ahead = _unfinished(aliased(Message))
