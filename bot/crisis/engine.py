@@ -34,7 +34,7 @@ class Reading:
 class RuleEngine:
     """Compiled lexicon plus one index over all its patterns; `read` is cached and thread-safe."""
 
-    def __init__(self, lexicon: Lexicon, cache_size: int = 1024) -> None:
+    def __init__(self, lexicon: Lexicon, cache_size: int = 16384) -> None:
         self.lexicon = lexicon
         # Every pattern of every kind sits in one index, so a text only runs the patterns
         # whose first word it contains.
@@ -45,7 +45,9 @@ class RuleEngine:
         owned += [("break", None, p) for p in lexicon.negation.breaks]
         self._owned = owned
         self._index = PatternIndex([p for _, _, p in owned])
-        self.read = lru_cache(maxsize=cache_size)(self._read)  # recent turns are re-read on every message
+        # Every message re-reads its user's last few turns: the cache must hold ~4 texts per active chat
+        # (1024 thrashed at a few hundred chats, and re-reading was a sixth of a loaded process's CPU).
+        self.read = lru_cache(maxsize=cache_size)(self._read)
 
     def _read(self, text: str) -> Reading:
         """The rules that fire in `text` (use the cached `read`)."""
