@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -127,7 +127,10 @@ def _train(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     examples = trained + held_out
     try:
-        fit_predict, build = (_ngram if args.kind == "ngram" else _embedding)(examples, args.epochs, args.members)
+        if args.kind == "ngram":
+            fit_predict, build = _ngram(examples, args.epochs)
+        else:
+            fit_predict, build = _embedding(examples, args.epochs, args.members)
     except ImportError as exc:
         return _fail(f"the embedding engine is not installed ({exc})")
     threshold = args.threshold
@@ -140,18 +143,13 @@ def _train(args: argparse.Namespace) -> int:
             probs, how = out_of_fold(len(examples), args.folds, fit_predict), f"cross-validated ({args.folds} folds)"
         rules, judged = CrisisDetector.load(), [examples[i] for i in scored]
         table = sweep(judged, probs, [rules.assess(e.text, e.context).label == "crisis" for e in judged])
-        error = ""
-        try:
-            choice: Choice | None = pick(table, args.max_none_rate, args.max_distress_rate)
-        except ValueError as exc:
-            choice, error = None, str(exc)
         print(f"{how}, rules + {args.kind} model:")
-        print("  threshold  crisis-R  none->crisis  distress->crisis")
-        for c in (c for c in table if round(c.threshold * 100) % 5 == 0 or c is choice):
-            row = f"{c.threshold:.2f}  {c.crisis_recall:.3f}  {c.none_to_crisis:.3f}  {c.distress_to_crisis:.3f}"
-            print(f"  {row}{'  <- chosen' if c is choice else ''}")
-        if choice is None:
-            return _fail(error)
+        try:
+            choice = pick(table, args.max_none_rate, args.max_distress_rate)
+        except ValueError as exc:
+            _print_sweep(table, None)  # the table shows how far the budgets are from reach
+            return _fail(str(exc))
+        _print_sweep(table, choice)
         threshold = choice.threshold
     model = build(threshold, tuple(p.name for p in [*args.files, *args.held_out]))
     model.save(args.out)
@@ -159,6 +157,13 @@ def _train(args: argparse.Namespace) -> int:
     print(f"trained on {len(examples)} messages ({crisis} crisis); model {model.version} "
           f"threshold {threshold:.2f} -> {args.out}")  # fmt: skip
     return 0
+
+
+def _print_sweep(table: Sequence[Choice], choice: Choice | None) -> None:
+    print("  threshold  crisis-R  none->crisis  distress->crisis")
+    for c in (c for c in table if round(c.threshold * 100) % 5 == 0 or c is choice):
+        row = f"{c.threshold:.2f}  {c.crisis_recall:.3f}  {c.none_to_crisis:.3f}  {c.distress_to_crisis:.3f}"
+        print(f"  {row}{'  <- chosen' if c is choice else ''}")
 
 
 class _Model(Protocol):
@@ -171,7 +176,7 @@ class _Model(Protocol):
 Trainer = tuple[FitPredict, Callable[[float, tuple[str, ...]], _Model]]
 
 
-def _ngram(examples: list[Example], epochs: int, _members: int) -> Trainer:
+def _ngram(examples: list[Example], epochs: int) -> Trainer:
     texts, labels = [e.text for e in examples], positives(e.label for e in examples)
 
     def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
