@@ -2,7 +2,8 @@
 
 1. Store the message (idempotent on the channel's message id) and queue behind the user's earlier ones.
 2. Ask the crisis layer; at risk, answer with the safe reply, open an escalation, alert operators.
-3. Otherwise ask the model with persona and recent history, and check its words.
+3. Otherwise ask the model with persona and recent history, and check its words; meanwhile the
+   crisis layer's slow components take a second look, and a late "at risk" still sends the safe reply.
 4. Store the reply in one transaction. Any failure still gives the user an answer.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
@@ -23,12 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from bot import metrics
 from bot.alerts import Alert, OperatorAlerts, excerpt
 from bot.crisis.levels import Assessment, Level
-from bot.safety import SafeReply, Safety
+from bot.safety import SafeReply, Safety, Screening
 from bot.settings import Settings
 from bot.texts import builtin_personas, text
 from db import repo
 from db.engine import DATABASE_ERRORS, Database
-from db.models import Conversation, ConversationStatus, MessageStatus, Role
+from db.models import Conversation, ConversationStatus, MessageStatus, Role, User
 from db.repo import ConversationState, Pending, Person
 from inference.api import BackendError, ChatBackend, ChatMessage, Completion, GenerationParams
 
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 CHARS_PER_TOKEN = 4  # rough budget estimate; the backend cuts exactly with its tokenizer
 RECENT_USER_TURNS = 3  # earlier user messages the crisis layer reads as context
 _POLL_FIRST_S, _POLL_MAX_S = 0.005, 0.1
+
+Deliver = Callable[[str, str, str], Awaitable[bool]]  # (channel, external_id, text) -> sent; see Handoff.push
 
 
 class Outcome(StrEnum):
@@ -102,12 +105,15 @@ class Dialogue:
         safety: Safety,
         settings: Settings,
         alerts: OperatorAlerts | None = None,
+        deliver: Deliver | None = None,
     ) -> None:
         self.db = db
         self.backend = backend
         self.safety = safety
         self.settings = settings
         self.alerts = alerts or OperatorAlerts()
+        self.deliver = deliver  # pushes a late safe reply; without it operators are still alerted
+        self._late: set[asyncio.Task[None]] = set()  # late crisis replies being sent
         self._lease = timedelta(seconds=settings.turn_lease_s)
         self.default_persona = builtin_personas()[0].key
         self._personas: dict[int | str, list[str]] = {}  # filled on first use; built-ins change only at start
@@ -197,7 +203,8 @@ class Dialogue:
     async def _respond(self, turn: _Turn) -> TurnResult:
         message, user, conversation, earlier, persona = turn
         recent = [m.text for m in earlier if m.role == Role.USER][-RECENT_USER_TURNS:]
-        assessment = await self._assess(message.text, recent)
+        screening = self.safety.screen(message.text, recent)
+        assessment = screening.assessment
         metrics.ASSESSMENTS.labels(assessment.level.name.lower()).inc()
         level = max(assessment.level, Level(conversation.risk_level))
 
@@ -205,12 +212,33 @@ class Dialogue:
             return await self._to_operator(message, conversation, user, level)
         if assessment.level >= Level.CONCERN:
             return await self._crisis(message, conversation, user, assessment, level)
-        return await self._model_reply(message, conversation, user, persona, earlier, assessment, level)
+        return await self._model_reply(message, conversation, user, persona, earlier, screening, level)
 
-    async def _assess(self, body: str, recent: Sequence[str]) -> Assessment:
-        """The crisis layer's reading, in a worker thread: its learned components can take tens of ms of
-        CPU and release the GIL, so other chats' turns go on meanwhile and a second core can help."""
-        return await asyncio.to_thread(self.safety.assess, body, recent)
+    async def _second_look(
+        self, screening: Screening, message: Pending, conversation: ConversationState, user: Person
+    ) -> Assessment | None:
+        """The slow crisis components' verdict when it comes within the wait; a later one is acted on when it
+        comes. A real model's reply takes longer than a check, so a ready reply waits only for a check that
+        is running (not one queued behind others: under load every reply would wait in vain)."""
+        pending = screening.second_look
+        if pending is None:
+            return None
+        if not pending.done() and not screening.queued:
+            await asyncio.wait([pending], timeout=self.settings.crisis_second_look_wait_s)
+        if pending.done():
+            return pending.result()
+        metrics.SECOND_LOOKS.labels("late").inc()
+        pending.add_done_callback(lambda done: self._late_verdict(done, message, conversation, user))
+        return None
+
+    def _late_verdict(
+        self, done: asyncio.Future[Assessment | None], message: Pending, conversation: ConversationState, user: Person
+    ) -> None:
+        verdict = None if done.cancelled() else done.result()
+        if verdict is not None and verdict.level >= Level.CONCERN:
+            task = asyncio.get_running_loop().create_task(self._late_crisis(message, conversation, user, verdict))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
 
     # --- the three ways a turn ends ---------------------------------------------------------
 
@@ -221,9 +249,10 @@ class Dialogue:
         user: Person,
         persona: list[str],
         earlier: Sequence[Row[Any]],
-        assessment: Assessment,
+        screening: Screening,
         level: Level,
     ) -> TurnResult:
+        assessment = screening.assessment
         started = time.perf_counter()
         outcome, model_name = Outcome.MODEL, None
         try:
@@ -239,6 +268,9 @@ class Dialogue:
             outcome, reply = Outcome.FALLBACK, text("fallback", user.locale)
         latency_ms = int((time.perf_counter() - started) * 1000)
         metrics.MODEL_SECONDS.observe(latency_ms / 1000)
+        second = await self._second_look(screening, message, conversation, user)
+        if second is not None and second.level >= Level.CONCERN:
+            return await self._crisis(message, conversation, user, second, max(level, second.level))
         if level >= Level.CONCERN and outcome == Outcome.MODEL:
             # The conversation is still at risk: keep the way to a person in view.
             reply = f"{reply}\n\n{self.safety.safe_reply(assessment, user.locale, user.country).text}"
@@ -281,7 +313,6 @@ class Dialogue:
         self, message: Pending, conversation: ConversationState, user: Person, assessment: Assessment, level: Level
     ) -> TurnResult:
         safe = self.safety.safe_reply(assessment, user.locale, user.country)
-        reason = _reason(assessment)
         try:
             async with self.db.transaction() as session:
                 reply_id = await repo.answer(
@@ -291,31 +322,7 @@ class Dialogue:
                     assessed=int(assessment.level),
                     risk_level=int(level),
                 )
-                current = await session.get_one(Conversation, conversation.id)
-                current.risk_level = max(current.risk_level, int(level))
-                escalation = await repo.active_escalation(session, conversation.id)
-                if escalation is None:
-                    escalation = await repo.open_escalation(
-                        session,
-                        current,
-                        message.id,
-                        level=int(level),
-                        reason=reason,
-                        helpline_shown=safe.helplines_shown,
-                    )
-                    metrics.ESCALATIONS.labels(level.name.lower()).inc()
-                else:
-                    escalation.level = max(escalation.level, int(level))
-                await repo.record_alert(
-                    session,
-                    escalation,
-                    actor="crisis-layer",
-                    action="safe_reply",
-                    level=level.name.lower(),
-                    reason=reason,
-                    helplines=safe.helplines_shown,
-                )
-                escalation_id = escalation.id
+                escalation_id = await self._escalate(session, conversation.id, message.id, level, assessment, safe)
         except DATABASE_ERRORS:
             metrics.DB_ERRORS.labels("crisis").inc()
             log.exception("database failed recording the crisis turn of message %s", message.id)
@@ -335,6 +342,75 @@ class Dialogue:
             escalation_id=escalation_id,
             assessment=assessment,
         )
+
+    async def _late_crisis(
+        self, message: Pending, conversation: ConversationState, user: Person, assessment: Assessment
+    ) -> None:
+        """The slow components flagged a message after its reply went out: escalate, alert operators, and
+        send the safe reply through the user's channel (stored once the channel took it)."""
+        level = assessment.level
+        safe = self.safety.safe_reply(assessment, user.locale, user.country)
+        escalation_id, external_id = None, None
+        try:
+            async with self.db.transaction() as session:
+                escalation_id = await self._escalate(
+                    session, conversation.id, message.id, level, assessment, safe, action="late_safe_reply"
+                )
+                external_id = (await session.get_one(User, user.id)).external_id
+        except DATABASE_ERRORS:  # also NoResultFound: the person may have deleted their data meanwhile
+            metrics.DB_ERRORS.labels("late_crisis").inc()
+            log.exception("could not record the late crisis verdict on message %s", message.id)
+        await self._alert(
+            "escalation", user.id, conversation.id, escalation_id, level, user.channel, message.text, assessment
+        )
+        if external_id is None or self.deliver is None:
+            return
+        try:
+            if not await self.deliver(user.channel, external_id, safe.text):
+                return
+        except Exception as exc:  # noqa: BLE001 - each channel raises its own errors; operators were alerted
+            log.warning("late safe reply for message %s not delivered: %s", message.id, type(exc).__name__)
+            return
+        try:
+            async with self.db.transaction() as session:
+                current = await session.get(Conversation, conversation.id)
+                if current is not None:
+                    await repo.add_message(session, current, Role.BOT, safe.text)
+        except DATABASE_ERRORS:
+            log.exception("the late safe reply for message %s was sent but not stored", message.id)
+
+    async def _escalate(
+        self,
+        session: AsyncSession,
+        conversation_id: int,
+        message_id: int,
+        level: Level,
+        assessment: Assessment,
+        safe: SafeReply,
+        action: str = "safe_reply",
+    ) -> int:
+        """Raise the conversation's level and open (or raise) its escalation, on the audit trail; its id."""
+        reason = _reason(assessment)
+        current = await session.get_one(Conversation, conversation_id)
+        current.risk_level = max(current.risk_level, int(level))
+        escalation = await repo.active_escalation(session, conversation_id)
+        if escalation is None:
+            escalation = await repo.open_escalation(
+                session, current, message_id, level=int(level), reason=reason, helpline_shown=safe.helplines_shown
+            )
+            metrics.ESCALATIONS.labels(level.name.lower()).inc()
+        else:
+            escalation.level = max(escalation.level, int(level))
+        await repo.record_alert(
+            session,
+            escalation,
+            actor="crisis-layer",
+            action=action,
+            level=level.name.lower(),
+            reason=reason,
+            helplines=safe.helplines_shown,
+        )
+        return escalation.id
 
     async def _to_operator(
         self, message: Pending, conversation: ConversationState, user: Person, level: Level
@@ -356,7 +432,7 @@ class Dialogue:
 
     async def _answer_without_database(self, incoming: Incoming, body: str) -> TurnResult:
         """The database is down: the crisis layer still answers and alerts; otherwise apologise."""
-        assessment = await self._assess(body, ())
+        assessment = await asyncio.to_thread(self.safety.assess, body, ())
         if assessment.level >= Level.CONCERN:
             safe = self.safety.safe_reply(assessment, incoming.locale, None)
             await self._alert("escalation", None, None, None, assessment.level, incoming.channel, body, assessment)

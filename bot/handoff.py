@@ -37,6 +37,16 @@ class Handoff:
         """How to push a text to one of a channel's users (channels that can push: Telegram, SMS)."""
         self._senders[channel] = send
 
+    async def push(self, channel: str, external_id: str, words: str) -> bool:
+        """Send `words` to a user through their channel: False when it cannot push (a phone call);
+        a channel that refuses raises its own error."""
+        send = self._senders.get(channel)
+        if send is None:
+            log.warning("channel %s cannot push messages", channel)
+            return False
+        await send(external_id, words)
+        return True
+
     async def take(self, conversation_id: int, operator: str) -> bool:
         """The operator holds the conversation: the model stays silent until release, and the person
         is told that someone from the team is with them now (where their channel can push)."""
@@ -92,11 +102,8 @@ class Handoff:
             user = await session.get(User, conversation.user_id) if conversation else None
         if conversation is None or user is None:
             return False
-        send = self._senders.get(user.channel)
-        if send is None:
-            log.warning("channel %s cannot deliver operator messages", user.channel)
-            return False
-        await send(user.external_id, words)  # a refusal propagates to the operator's front-end; nothing is stored
+        if not await self.push(user.channel, user.external_id, words):  # a refusal raises to the operator's
+            return False  # front-end, and nothing is stored
         async with self.db.transaction() as session:
             current = await session.get_one(Conversation, conversation_id)
             if current.operator is None:  # an operator who writes holds the conversation: the model stops

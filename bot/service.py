@@ -47,7 +47,11 @@ def load_crisis_layer(settings: Settings) -> Safety:
     from bot.crisis.layer import CrisisLayer
 
     try:
-        return CrisisLayer.load(settings.crisis_classifier)
+        return CrisisLayer.load(
+            settings.crisis_classifier,
+            second_look_workers=settings.crisis_second_look_workers,
+            second_look_queue=settings.crisis_second_look_queue,
+        )
     except (OSError, ValueError) as exc:  # LexiconError, ResponseError, HelplineError are ValueErrors
         raise StartupError(f"crisis layer data cannot be loaded: {exc}") from None
 
@@ -90,7 +94,9 @@ class Service:
         if backend is None and load_backend:
             backend = await open_backend(settings)
         alerts = OperatorAlerts()
-        return cls(settings, db, Dialogue(db, backend, safety, settings, alerts), alerts, Handoff(db, alerts))
+        handoff = Handoff(db, alerts)
+        dialogue = Dialogue(db, backend, safety, settings, alerts, deliver=handoff.push)
+        return cls(settings, db, dialogue, alerts, handoff)
 
     async def close(self) -> None:
         if self.dialogue.backend is not None:

@@ -91,6 +91,16 @@ class Settings(BaseSettings):
     crisis_classifier: str | None = Field(
         None, description="crisis classifier model file; unset = shipped, '' = rules only"
     )
+    crisis_second_look_wait_s: float = Field(
+        0.04,
+        ge=0,
+        le=10,
+        description="how long a ready reply waits for the slow crisis components (a lone check takes ~30 ms)",
+    )
+    crisis_second_look_workers: int = Field(1, ge=1, le=64, description="processes running the slow crisis components")
+    crisis_second_look_queue: int = Field(
+        500, ge=1, description="slow crisis checks that may wait; beyond, the least suspicious is dropped"
+    )
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from bot.crisis.levels import Assessment, Evidence, Level
-from bot.safety import SafeReply
+from bot.safety import SafeReply, Screening
 from inference.api import BackendError, ChatMessage, Completion, GenerationParams
 
 
@@ -51,8 +51,28 @@ class KeywordSafety:
             return Assessment(Level.CRISIS, evidence=(Evidence("test", "keyword", "1"),))
         return Assessment(Level.NONE)
 
+    def screen(self, text: str, recent_user_texts: Sequence[str]) -> Screening:
+        return Screening(self.assess(text, recent_user_texts))
+
     def safe_reply(self, assessment: Assessment, locale: str | None, country: str | None) -> SafeReply:
         return SafeReply("You matter. Please call 112 or a helpline now.", "test-helpline")
 
     def filter_reply(self, text: str) -> str | None:
         return "unsafe word" if any(word in text for word in self.unsafe_words) else None
+
+
+class SecondLookSafety(KeywordSafety):
+    """KeywordSafety whose slow second look, `delay` seconds after a message, rates 'HIDDEN' a concern."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def screen(self, text: str, recent_user_texts: Sequence[str]) -> Screening:
+        quick = self.assess(text, recent_user_texts)
+        if quick.level >= Level.CONCERN:
+            return Screening(quick)
+        verdict = Assessment(Level.CONCERN, evidence=(Evidence("test", "slow", "1"),)) if "HIDDEN" in text else None
+        pending: asyncio.Future[Assessment | None] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(self.delay, pending.set_result, verdict)
+        return Screening(quick, pending)

@@ -142,6 +142,7 @@ def test_the_layer_uses_the_shipped_model_unless_told_otherwise(
 def test_a_component_that_raises_leaves_the_rules_verdict(model: NgramClassifier) -> None:
     class Broken:
         name = "broken"
+        slow = False
 
         def assess(self, text: str, recent: Sequence[str], rule_level: Level) -> None:
             raise RuntimeError("boom")

@@ -231,6 +231,7 @@ def test_tokens_keep_sentences_apart(detector: CrisisDetector) -> None:
 
 class _Boom:
     name = "boom"
+    slow = False
 
     def assess(self, text: str, recent: Sequence[str], rule_level: Level) -> Assessment | None:
         raise RuntimeError("model file missing")
@@ -238,6 +239,7 @@ class _Boom:
 
 class _Raise:
     name = "raiser"
+    slow = False
 
     def assess(self, text: str, recent: Sequence[str], rule_level: Level) -> Assessment | None:
         return Assessment(Level.CONCERN, frozenset({Tag.SELF}), (Evidence("embedding", "test", "0"),))

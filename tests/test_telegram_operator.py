@@ -14,7 +14,7 @@ from bot.crisis.layer import CrisisLayer
 from bot.testing.fake_bot_api import BOT_ID, callback_update, message_update
 from bot.texts import text
 from db.models import Conversation, Escalation, EscalationStatus, Message, Role
-from tests.doubles import EchoBackend
+from tests.doubles import EchoBackend, SecondLookSafety
 from tests.telegram_harness import OPERATORS, sqlite, telegram_bot
 
 PERSON = 8181
@@ -148,3 +148,18 @@ def test_alert_without_conversation_says_why() -> None:
     alert = Alert("escalation", None, None, None, "emergency", "telegram", "help me", ("imminent",))
     text, markup = format_alert(alert)
     assert markup is None and "🆘" in text and "database was unavailable" in text and "imminent" in text
+
+
+async def test_a_late_crisis_verdict_reaches_the_chat_after_the_reply_and_alerts_operators(tmp_path: Path) -> None:
+    async with telegram_bot(
+        sqlite(tmp_path),
+        "webhook",
+        safety=SecondLookSafety(delay=0.1),
+        operator_chat_id=OPERATORS,
+        crisis_second_look_wait_s=0.0,
+    ) as bot:
+        await bot.deliver(message_update(PERSON, text="HIDDEN words"))
+        texts = await bot.api.wait_for_messages(PERSON, 2)
+        assert texts == ["echo: HIDDEN words", "You matter. Please call 112 or a helpline now."]
+        (alert,) = await bot.api.wait_for_messages(OPERATORS, 1)
+        assert "HIDDEN words" in alert and "concern" in alert

@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import REGISTRY
 from sqlalchemy import event
 
 from bot.settings import Settings
@@ -167,8 +168,20 @@ class BotUnderTest:
 
 
 async def _phase(load: Connection, order: dict[str, Any]) -> dict[str, Any]:
+    """One load phase, with what the crisis layer's slow components managed during it."""
+    before = _second_looks()
     load.send(order)
-    return await asyncio.to_thread(load.recv)
+    result = await asyncio.to_thread(load.recv)
+    after = _second_looks()
+    return result | {"second_look": {name: after[name] - before[name] for name in after}}
+
+
+def _second_looks() -> dict[str, int]:
+    """Slow crisis checks so far: run, dropped (queue full), and replies sent before their check's verdict."""
+    return {
+        result: int(REGISTRY.get_sample_value("supportbot_crisis_second_looks_total", {"result": result}) or 0)
+        for result in ("checked", "dropped", "late")
+    }
 
 
 async def _alone(bot: BotUnderTest, load: Connection, common: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -223,6 +236,7 @@ def _latency(phase: dict[str, Any]) -> dict[str, Any]:
         "failed": phase["failed"],
         "p50_ms": round(percentile(latencies, 0.50), 2),
         "p99_ms": round(percentile(latencies, 0.99), 2),
+        "crisis_second_look": phase["second_look"],
     }
 
 
@@ -255,6 +269,13 @@ def _report(kind: str, result: dict[str, Any], rate: float) -> None:
         f"SQL statements taking {alone['ms_in_sql']} ms; {alone['service_cpu_ms']} ms service CPU; "
         f"load average {result['load_average']}"
     )
+    for name, phase in (("as fast as possible", fast), (f"at {rate:g} updates/s", steady)):
+        looks = phase["crisis_second_look"]
+        if any(looks.values()):
+            print(
+                f"  crisis second look {name}: {looks['checked']} messages checked, {looks['dropped']} dropped (queue "
+                f"full); {looks['late']} replies went out before their check (a late crisis verdict still acts)"
+            )
     if "cpu_share_percent" in result:
         shares = ", ".join(f"{name} {share}%" for name, share in result["cpu_share_percent"].items())
         print(f"  event loop CPU by package: {shares}")

@@ -60,6 +60,7 @@ class NgramClassifier:
     version: str  # "ngram-" + digest of the training data (see `data_version`)
     sources: tuple[str, ...] = ()  # names of the files it was trained on
     name: str = "ngram-lr"
+    slow: bool = False
 
     def probability(self, text: str) -> float:
         words = [t.form for t in tokenize(text)]

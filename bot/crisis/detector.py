@@ -11,16 +11,13 @@ current message and the recent turns, raise the level ("pills saved up" two mess
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from bot.crisis.engine import RuleEngine
-from bot.crisis.learned import Component
+from bot.crisis.learned import Component, ask
 from bot.crisis.levels import Assessment, Evidence, Level, Tag
 from bot.crisis.lexicon import Lexicon, load_lexicon
-
-log = logging.getLogger(__name__)
 
 CONTEXT_TURNS = 4  # how many previous user turns are read with the current one
 
@@ -39,8 +36,11 @@ class CrisisDetector:
         """Load the lexicon (a file or a directory; default the shipped one). Raises LexiconError."""
         return cls(load_lexicon(path), components)
 
-    def assess(self, text: str, recent_user_texts: Sequence[str] = ()) -> Assessment:
-        """The assessment of `text`; `recent_user_texts` are earlier user turns, oldest first.
+    def assess(
+        self, text: str, recent_user_texts: Sequence[str] = (), components: Sequence[Component] | None = None
+    ) -> Assessment:
+        """The assessment of `text`; `recent_user_texts` are earlier user turns, oldest first;
+        `components` are the learned ones to ask (default: all of this detector's).
 
         Evidence lists the rules that set a level, each combination that held, the weak rules
         that fed it, and (component "context") the earlier turns' rules it drew on.
@@ -64,8 +64,8 @@ class CrisisDetector:
                 for rule in earlier.rules_with(used - here):
                     tags |= rule.tags
                     evidence.append(Evidence("context", rule.id, rule.version))
-        for component in self.components:
-            extra = self._ask(component, text, recent_user_texts, level)
+        for component in self.components if components is None else components:
+            extra = ask(component, text, recent_user_texts, level)
             if extra is not None and extra.level > level:
                 level = extra.level
                 tags |= extra.tags
@@ -73,12 +73,3 @@ class CrisisDetector:
         if level < Level.DISTRESS:
             return Assessment(Level.NONE)
         return Assessment(level, frozenset(tags), tuple(dict.fromkeys(evidence)))
-
-    @staticmethod
-    def _ask(component: Component, text: str, recent: Sequence[str], level: Level) -> Assessment | None:
-        """A broken learned component must never cost an assessment: fall back to the rules alone."""
-        try:
-            return component.assess(text, recent, level)
-        except Exception as exc:  # noqa: BLE001 - any failure means "rules only" for this message
-            log.warning("crisis component %s failed (%s); using the rules alone", component.name, type(exc).__name__)
-            return None

@@ -97,7 +97,12 @@ class EmbeddingClassifier:
     version: str  # "e5mlp-" + digest of the training data
     sources: tuple[str, ...] = ()
     name: str = "e5-mlp"
+    slow: bool = True
     embedder: Embedder | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to a second-look worker) without its engine, which each process builds for itself."""
+        return self.__dict__ | {"embedder": None}
 
     def probability(self, text: str) -> float:
         if self.embedder is None:

@@ -1,0 +1,166 @@
+"""The slow crisis components off the turn's critical path: the queue's order and bound, and what the
+turn does with a verdict that comes in time, late, or never (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from bot.alerts import Alert
+from bot.crisis.detector import CrisisDetector
+from bot.crisis.layer import CrisisLayer
+from bot.crisis.levels import Assessment, Evidence, Level, Tag
+from bot.crisis.second_look import SecondLook
+from bot.dialogue import Dialogue, Incoming, Outcome
+from bot.texts import builtin_personas
+from db import repo
+from db.models import Conversation, Escalation, Message, Role, User
+from tests.doubles import EchoBackend, SecondLookSafety
+
+CONCERN = Assessment(Level.CONCERN, frozenset({Tag.SELF}), (Evidence("classifier", "slow-test", "1"),))
+
+
+@dataclass
+class GatedComponent:
+    """A slow component for a worker process: it waits until its gate file exists and notes each text
+    it read in a file (both readable from the test's process)."""
+
+    folder: Path
+    name: str = "gated"
+    slow: bool = True
+
+    def open_gate(self) -> None:
+        (self.folder / "gate").touch()
+
+    @property
+    def read(self) -> list[str]:
+        log = self.folder / "read"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def assess(self, text: str, recent: Sequence[str], rule_level: Level) -> Assessment | None:
+        while not (self.folder / "gate").exists():
+            time.sleep(0.005)
+        with (self.folder / "read").open("a") as log:
+            log.write(text + "\n")
+        if text == "boom":
+            raise RuntimeError("model file missing")
+        return CONCERN if "risk" in text else None
+
+
+async def test_waiting_checks_run_riskiest_first(tmp_path: Path) -> None:
+    component = GatedComponent(tmp_path)
+    look = SecondLook([component], workers=1)
+    first = look.ask("first", [], Level.NONE, 0.0)  # takes the thread
+    await asyncio.sleep(0.05)
+    rest = [look.ask(text, [], Level.NONE, rank) for text, rank in (("low", 0.1), ("high risk", 0.9), ("mid", 0.5))]
+    assert look.busy and look.pending == 4
+    component.open_gate()
+    verdicts = await asyncio.gather(first, *rest)
+    assert component.read == ["first", "high risk", "mid", "low"]
+    assert verdicts == [None, None, CONCERN, None]
+
+
+async def test_a_full_queue_drops_the_least_suspicious_check(tmp_path: Path) -> None:
+    component = GatedComponent(tmp_path)
+    look = SecondLook([component], workers=1, max_pending=2)
+    running = look.ask("first", [], Level.NONE, 0.0)
+    await asyncio.sleep(0.05)
+    low = look.ask("low risk", [], Level.NONE, 0.1)
+    high = look.ask("high risk", [], Level.NONE, 0.9)
+    newest = look.ask("mid risk", [], Level.NONE, 0.5)
+    assert low.done() and low.result() is None  # dropped at once: its asker keeps the quick verdict
+    component.open_gate()
+    assert await asyncio.gather(running, high, newest) == [None, CONCERN, CONCERN]
+    assert "low risk" not in component.read
+
+
+async def test_a_failing_component_means_no_second_verdict_and_the_worker_goes_on(tmp_path: Path) -> None:
+    component = GatedComponent(tmp_path)
+    component.open_gate()
+    look = SecondLook([component])
+    assert await look.ask("boom", [], Level.NONE, 0.0) is None
+    assert await look.ask("a risk", [], Level.NONE, 0.0) == CONCERN
+
+
+async def test_the_layer_asks_slow_components_only_below_concern(tmp_path: Path) -> None:
+    shipped = CrisisLayer.load("")  # the rules alone...
+    component = GatedComponent(tmp_path)
+    component.open_gate()
+    layer = CrisisLayer(CrisisDetector(shipped.detector.lexicon, [component]), shipped.responder, shipped.output_filter)
+    assert layer.quick == () and layer.second_look is not None
+    caught = layer.screen("I want to kill myself", [])
+    assert caught.assessment.level == Level.CRISIS and caught.second_look is None and component.read == []
+    unclear = layer.screen("some risk in what I write", [])
+    assert unclear.assessment.level == Level.NONE and await unclear.second_look == CONCERN
+    assert layer.assess("some risk in what I write", []).level == Level.CONCERN  # tools still ask everything
+
+
+async def dialogue_with(db, settings, delay: float, pushed: list[tuple[str, str, str]] | None) -> Dialogue:
+    async with db.transaction() as session:
+        await repo.sync_personas(session, [(p.key, p.name, p.description, p.lines) for p in builtin_personas()])
+
+    async def deliver(channel: str, external_id: str, words: str) -> bool:
+        pushed.append((channel, external_id, words))  # type: ignore[union-attr]
+        return True
+
+    safety = SecondLookSafety(delay)
+    return Dialogue(db, EchoBackend(), safety, settings, deliver=deliver if pushed is not None else None)
+
+
+def collect(dialogue: Dialogue) -> list[Alert]:
+    alerts: list[Alert] = []
+
+    async def sink(alert: Alert) -> None:
+        alerts.append(alert)
+
+    dialogue.alerts.subscribe(sink)
+    return alerts
+
+
+async def test_a_verdict_in_time_answers_with_the_safe_reply_instead_of_the_model(db, settings) -> None:
+    dialogue = await dialogue_with(db, settings.model_copy(update={"crisis_second_look_wait_s": 1.0}), 0.01, [])
+    alerts = collect(dialogue)
+    result = await dialogue.handle(Incoming("test", "u1", "HIDDEN words", channel_message_id="1"))
+    assert result.outcome == Outcome.CRISIS and result.reply.startswith("You matter")
+    assert result.escalation_id is not None and [a.escalation_id for a in alerts] == [result.escalation_id]
+    quiet = await dialogue.handle(Incoming("test", "u2", "just words", channel_message_id="1"))
+    assert quiet.outcome == Outcome.MODEL
+
+
+async def test_a_late_verdict_still_sends_the_safe_reply_escalates_and_alerts(db, settings) -> None:
+    pushed: list[tuple[str, str, str]] = []
+    dialogue = await dialogue_with(db, settings.model_copy(update={"crisis_second_look_wait_s": 0.0}), 0.05, pushed)
+    alerts = collect(dialogue)
+    result = await dialogue.handle(Incoming("test", "u1", "HIDDEN words", channel_message_id="1"))
+    assert (result.outcome, result.reply) == (Outcome.MODEL, "echo: HIDDEN words")  # not held for the check
+    for _ in range(100):
+        if pushed and not dialogue._late:
+            break
+        await asyncio.sleep(0.02)
+    assert pushed == [("test", "u1", "You matter. Please call 112 or a helpline now.")]
+    assert [(a.kind, a.level) for a in alerts] == [("escalation", "concern")]
+    async with db.transaction() as session:
+        user = await session.scalar(select(User).where(User.external_id == "u1"))
+        conversation = await session.scalar(select(Conversation).where(Conversation.user_id == user.id))
+        escalation = await session.scalar(select(Escalation).where(Escalation.conversation_id == conversation.id))
+        said = (await session.scalars(select(Message.text).where(Message.role == Role.BOT).order_by(Message.id))).all()
+    assert conversation.risk_level == Level.CONCERN and alerts[0].escalation_id == escalation.id
+    assert said == ["echo: HIDDEN words", "You matter. Please call 112 or a helpline now."]
+    following = await dialogue.handle(Incoming("test", "u1", "thanks", channel_message_id="2"))
+    assert following.reply.endswith("Please call 112 or a helpline now.")  # the level stays with the conversation
+
+
+async def test_a_late_verdict_without_a_channel_to_push_still_alerts_operators(db, settings) -> None:
+    dialogue = await dialogue_with(db, settings.model_copy(update={"crisis_second_look_wait_s": 0.0}), 0.02, None)
+    alerts = collect(dialogue)
+    await dialogue.handle(Incoming("voice", "+15550001", "HIDDEN words", channel_message_id="1"))
+    for _ in range(100):
+        if alerts:
+            break
+        await asyncio.sleep(0.02)
+    assert [(a.kind, a.channel) for a in alerts] == [("escalation", "voice")] and alerts[0].escalation_id is not None
