@@ -47,3 +47,7 @@ class Safety(Protocol):
     def filter_reply(self, text: str) -> str | None:
         """None when the model's reply may be sent; otherwise why it must not be (no user words)."""
         ...
+
+    def close(self) -> None:
+        """Stop background work (the slow components' workers)."""
+        ...

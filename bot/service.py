@@ -99,6 +99,7 @@ class Service:
         return cls(settings, db, dialogue, alerts, handoff)
 
     async def close(self) -> None:
+        self.dialogue.safety.close()
         if self.dialogue.backend is not None:
             await self.dialogue.backend.aclose()
         await self.db.dispose()

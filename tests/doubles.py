@@ -60,6 +60,9 @@ class KeywordSafety:
     def filter_reply(self, text: str) -> str | None:
         return "unsafe word" if any(word in text for word in self.unsafe_words) else None
 
+    def close(self) -> None:
+        pass
+
 
 class SecondLookSafety(KeywordSafety):
     """KeywordSafety whose slow second look, `delay` seconds after a message, rates 'HIDDEN' a concern."""

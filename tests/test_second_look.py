@@ -164,3 +164,13 @@ async def test_a_late_verdict_without_a_channel_to_push_still_alerts_operators(d
             break
         await asyncio.sleep(0.02)
     assert [(a.kind, a.channel) for a in alerts] == [("escalation", "voice")] and alerts[0].escalation_id is not None
+
+
+async def test_closing_cancels_the_waiting_checks(tmp_path: Path) -> None:
+    look = SecondLook([GatedComponent(tmp_path)], workers=1)
+    running = look.ask("first", [], Level.NONE, 0.0)
+    waiting = look.ask("second", [], Level.NONE, 0.5)
+    look.close()
+    assert waiting.cancelled() and not running.done()
+    GatedComponent(tmp_path).open_gate()
+    assert await look.ask("a risk after closing", [], Level.NONE, 0.0) == CONCERN  # new workers start

@@ -61,6 +61,10 @@ class CrisisLayer:
         rank = int(quick.level) + self._score(text) if queued else 0.0
         return Screening(quick, self.second_look.ask(text, recent_user_texts, quick.level, rank), queued)
 
+    def close(self) -> None:
+        if self.second_look is not None:
+            self.second_look.close()
+
     def _score(self, text: str) -> float:
         scores = [c.probability(text) for c in self.quick if hasattr(c, "probability")]
         return max(scores, default=0.0)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
+import bisect
 import itertools
 import logging
 import multiprocessing
@@ -56,7 +56,7 @@ def _check(text: str, recent: tuple[str, ...], level: Level) -> Assessment | Non
 
 @dataclass(order=True)
 class _Check:
-    key: tuple[float, int]  # (-priority, arrival): the heap's smallest is the riskiest, oldest first
+    key: tuple[float, int]  # (-priority, arrival): the queue's first is the riskiest, oldest first
     text: str = field(compare=False)
     recent: tuple[str, ...] = field(compare=False)
     level: Level = field(compare=False)
@@ -77,7 +77,7 @@ class SecondLook:
         self._running = 0
         self._arrivals = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor = self._new_executor()
+        self._executor: ProcessPoolExecutor | None = None  # started by the first check, again after close()
 
     @property
     def busy(self) -> bool:
@@ -95,15 +95,23 @@ class SecondLook:
         if loop is not self._loop:  # a new event loop (tests run several): the old one's checks are gone
             self._loop, self._waiting, self._running = loop, [], 0
         verdict: asyncio.Future[Assessment | None] = loop.create_future()
-        heapq.heappush(self._waiting, _Check((-priority, next(self._arrivals)), text, tuple(recent), level, verdict))
+        bisect.insort(self._waiting, _Check((-priority, next(self._arrivals)), text, tuple(recent), level, verdict))
         if len(self._waiting) > self.max_pending:
-            least = max(self._waiting)  # lowest priority, newest among equals
-            self._waiting.remove(least)
-            heapq.heapify(self._waiting)
+            least = self._waiting.pop()  # lowest priority, newest among equals
             metrics.SECOND_LOOKS.labels("dropped").inc()
             least.verdict.set_result(None)
         self._start_next()
         return verdict
+
+    def close(self) -> None:
+        """Drop the waiting checks and stop the workers (a running check is abandoned); a later check
+        starts new ones, so a layer shared by several services may be closed by each."""
+        for check in self._waiting:
+            check.verdict.cancel()
+        self._waiting.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     def _new_executor(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")  # not fork: the bot process runs threads
@@ -111,9 +119,11 @@ class SecondLook:
 
     def _start_next(self) -> None:
         while self._waiting and self._running < self.workers:
-            check = heapq.heappop(self._waiting)
+            check = self._waiting.pop(0)
             if check.verdict.done():  # the asker gave up (cancelled)
                 continue
+            if self._executor is None:
+                self._executor = self._new_executor()
             self._running += 1
             try:
                 running = self._loop.run_in_executor(  # type: ignore[union-attr]  # set by the first ask
@@ -121,7 +131,7 @@ class SecondLook:
                 )
             except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh for the next
                 log.error("a crisis second-look worker died; starting new workers")
-                self._executor = self._new_executor()
+                self._executor = None
                 self._running -= 1
                 check.verdict.set_result(None)
                 continue
