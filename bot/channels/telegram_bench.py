@@ -78,9 +78,17 @@ class DatabaseProbe:
     _started: dict[int, float] = field(default_factory=dict)  # by execution context
 
     def attach(self, engine: Any) -> None:
-        event.listen(engine.sync_engine, "before_cursor_execute", self._before)
-        event.listen(engine.sync_engine, "after_cursor_execute", self._after)
-        event.listen(engine.sync_engine, "commit", self._commit)
+        self.reset()
+        for name, listener in self._listeners():
+            event.listen(engine.sync_engine, name, listener)
+
+    def detach(self, engine: Any) -> None:
+        """Stop counting (the listeners cost the service CPU in the phases that do not report them)."""
+        for name, listener in self._listeners():
+            event.remove(engine.sync_engine, name, listener)
+
+    def _listeners(self) -> list[tuple[str, Any]]:
+        return [("before_cursor_execute", self._before), ("after_cursor_execute", self._after), ("commit", self._commit)]
 
     def _before(self, _conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool) -> None:
         self._started[id(context)] = time.perf_counter()
@@ -159,7 +167,6 @@ class BotUnderTest:
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
         await asyncio.wait_for(app[TELEGRAM].ready.wait(), 30)
-        self.probe.attach(self.service.db.engine)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
@@ -186,10 +193,11 @@ def _second_looks() -> dict[str, int]:
 
 async def _alone(bot: BotUnderTest, load: Connection, common: dict[str, Any], seconds: float) -> dict[str, Any]:
     """One update at a time: what a single update costs, with no queueing behind others."""
-    bot.probe.reset()
+    bot.probe.attach(bot.service.db.engine)
     cpu = time.process_time()
     alone = await _phase(load, {"kind": "closed", "connections": 1, "seconds": seconds, **common})
     cpu = time.process_time() - cpu
+    bot.probe.detach(bot.service.db.engine)
     answered = max(alone["answered"], 1)
     return {
         "p50_ms": round(percentile(alone["latencies_ms"], 0.5), 2),

@@ -11,6 +11,7 @@ shipped labelled file shipped as `data/classifier.npz` is on by default; a broke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import zipfile
@@ -62,7 +63,15 @@ class NgramClassifier:
     name: str = "ngram-lr"
     slow: bool = False
 
+    def __post_init__(self) -> None:
+        # Under load the layer asks twice per message (the verdict, then the rank of its second look).
+        self._remembered = functools.lru_cache(maxsize=256)(self._text_probability)
+
     def probability(self, text: str) -> float:
+        """The model's probability that `text` reads as crisis (recent texts are remembered)."""
+        return self._remembered(text)
+
+    def _text_probability(self, text: str) -> float:
         words = [t.form for t in tokenize(text)]
         starts = range(0, max(len(words) - WINDOW_WORDS, 0) + WINDOW_STEP, WINDOW_STEP)
         return max(self._probability(_hashed(words[i : i + WINDOW_WORDS])) for i in starts)
