@@ -45,6 +45,14 @@ class Terms:
             return any(lo <= value <= hi for lo, hi in self.numbers)
         return token.form.startswith(self.prefixes)
 
+    def occur_in(self, forms: frozenset[str], numbers: bool) -> bool:
+        """Whether any of a message's token `forms` might be accepted (`numbers`: it has a number)."""
+        return (
+            not self.exact.isdisjoint(forms)
+            or (numbers and bool(self.numbers))
+            or (bool(self.prefixes) and any(form.startswith(self.prefixes) for form in forms))
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Slot:
@@ -72,6 +80,13 @@ class Pattern:
 
     source: str
     slots: tuple[Slot, ...]
+    # Per required slot after the first, every term it starts with: a message in which one of these has no
+    # token cannot match, and most candidates fail so (a pattern's first word is common, its last rarely).
+    needs: tuple[Terms, ...] = ()
+
+    def could_match(self, forms: frozenset[str], numbers: bool) -> bool:
+        """False when `finds` would find nothing because a required word has no token in the message."""
+        return all(terms.occur_in(forms, numbers) for terms in self.needs)
 
     def anchor_terms(self) -> list[Terms]:
         """Words that must start a match (the first slot); used to index patterns."""
@@ -139,7 +154,18 @@ def compile_pattern(source: str, classes: Mapping[str, Sequence[str]]) -> Patter
         raise PatternError(f"pattern {source!r} has no required word")
     if slots[0].optional:
         raise PatternError(f"pattern {source!r} starts with an optional word; start with a required one")
-    return Pattern(source, tuple(slots))
+    needs = tuple(_any_start(slot) for slot in slots[1:] if not slot.optional)
+    return Pattern(source, tuple(slots), needs)
+
+
+def _any_start(slot: Slot) -> Terms:
+    """The terms a token must match for `slot` to start there: its words, and its phrases' first words."""
+    starts = [slot.words, *(phrase[0] for phrase in slot.phrases)]
+    return Terms(
+        frozenset().union(*(t.exact for t in starts)),
+        tuple(sorted({p for t in starts for p in t.prefixes})),
+        tuple(n for t in starts for n in t.numbers),
+    )
 
 
 def _expand(part: str, classes: Mapping[str, Sequence[str]], source: str, seen: tuple[str, ...]) -> list[str]:
