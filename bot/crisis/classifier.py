@@ -43,12 +43,21 @@ def features(text: str) -> np.ndarray:
 
 
 def _hashed(words: Sequence[str]) -> np.ndarray:
-    grams = [f"w:{w}" for w in words] + [f"b:{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
-    for w in words:
-        padded = f"<{w}>"
-        grams += [f"c:{padded[i : i + n]}" for n in (3, 4, 5) for i in range(len(padded) - n + 1)]
-    digests = (hashlib.blake2b(g.encode(), digest_size=4).digest() for g in grams)
-    return np.unique(np.fromiter((int.from_bytes(d, "little") % DIMENSIONS for d in digests), dtype=np.int64))
+    indices = [i for w in words for i in _word_features(w)]
+    indices += [_index(f"b:{a}_{b}") for a, b in zip(words, words[1:], strict=False)]
+    return np.unique(np.fromiter(indices, dtype=np.int64, count=len(indices)))
+
+
+@functools.lru_cache(maxsize=65536)
+def _word_features(word: str) -> tuple[int, ...]:
+    """A word's unigram and character 3-5-gram indices: the same every time, and words recur."""
+    padded = f"<{word}>"
+    grams = [f"w:{word}"] + [f"c:{padded[i : i + n]}" for n in (3, 4, 5) for i in range(len(padded) - n + 1)]
+    return tuple(_index(g) for g in grams)
+
+
+def _index(gram: str) -> int:
+    return int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=4).digest(), "little") % DIMENSIONS
 
 
 @dataclass
