@@ -203,7 +203,7 @@ class Dialogue:
     async def _respond(self, turn: _Turn) -> TurnResult:
         message, user, conversation, earlier, persona = turn
         recent = [m.text for m in earlier if m.role == Role.USER][-RECENT_USER_TURNS:]
-        screening = self.safety.screen(message.text, recent)
+        screening = await self.safety.screen(message.text, recent)
         assessment = screening.assessment
         metrics.ASSESSMENTS.labels(assessment.level.name.lower()).inc()
         level = max(assessment.level, Level(conversation.risk_level))

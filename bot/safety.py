@@ -38,8 +38,8 @@ class Safety(Protocol):
         """Every component at once, in the caller's thread (tools; a turn without its database)."""
         ...
 
-    def screen(self, text: str, recent_user_texts: Sequence[str]) -> Screening:
-        """The quick components now; below `concern`, the slow ones queued. Call on the event loop."""
+    async def screen(self, text: str, recent_user_texts: Sequence[str]) -> Screening:
+        """The quick components now; below `concern`, the slow ones queued."""
         ...
 
     def safe_reply(self, assessment: Assessment, locale: str | None, country: str | None) -> SafeReply: ...

@@ -51,7 +51,7 @@ class KeywordSafety:
             return Assessment(Level.CRISIS, evidence=(Evidence("test", "keyword", "1"),))
         return Assessment(Level.NONE)
 
-    def screen(self, text: str, recent_user_texts: Sequence[str]) -> Screening:
+    async def screen(self, text: str, recent_user_texts: Sequence[str]) -> Screening:
         return Screening(self.assess(text, recent_user_texts))
 
     def safe_reply(self, assessment: Assessment, locale: str | None, country: str | None) -> SafeReply:
@@ -71,7 +71,7 @@ class SecondLookSafety(KeywordSafety):
         super().__init__()
         self.delay = delay
 
-    def screen(self, text: str, recent_user_texts: Sequence[str]) -> Screening:
+    async def screen(self, text: str, recent_user_texts: Sequence[str]) -> Screening:
         quick = self.assess(text, recent_user_texts)
         if quick.level >= Level.CONCERN:
             return Screening(quick)

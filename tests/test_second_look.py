@@ -93,9 +93,9 @@ async def test_the_layer_asks_slow_components_only_below_concern(tmp_path: Path)
     component.open_gate()
     layer = CrisisLayer(CrisisDetector(shipped.detector.lexicon, [component]), shipped.responder, shipped.output_filter)
     assert layer.quick == () and layer.second_look is not None
-    caught = layer.screen("I want to kill myself", [])
+    caught = await layer.screen("I want to kill myself", [])
     assert caught.assessment.level == Level.CRISIS and caught.second_look is None and component.read == []
-    unclear = layer.screen("some risk in what I write", [])
+    unclear = await layer.screen("some risk in what I write", [])
     assert unclear.assessment.level == Level.NONE and await unclear.second_look == CONCERN
     assert layer.assess("some risk in what I write", []).level == Level.CONCERN  # tools still ask everything
 
@@ -174,3 +174,22 @@ async def test_closing_cancels_the_waiting_checks(tmp_path: Path) -> None:
     assert waiting.cancelled() and not running.done()
     GatedComponent(tmp_path).open_gate()
     assert await look.ask("a risk after closing", [], Level.NONE, 0.0) == CONCERN  # new workers start
+
+
+async def test_a_long_message_is_read_off_the_event_loop() -> None:
+    layer = CrisisLayer.load("")
+    long_text = "I had a long day at work. " * 4000  # 100 000 characters
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0)
+    screening = await layer.screen(long_text + " I want to kill myself", [])
+    ticker.cancel()
+    assert screening.assessment.level == Level.CRISIS
+    assert ticks > 3  # other chats' turns went on while it was read

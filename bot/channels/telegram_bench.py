@@ -88,7 +88,11 @@ class DatabaseProbe:
             event.remove(engine.sync_engine, name, listener)
 
     def _listeners(self) -> list[tuple[str, Any]]:
-        return [("before_cursor_execute", self._before), ("after_cursor_execute", self._after), ("commit", self._commit)]
+        return [
+            ("before_cursor_execute", self._before),
+            ("after_cursor_execute", self._after),
+            ("commit", self._commit),
+        ]
 
     def _before(self, _conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool) -> None:
         self._started[id(context)] = time.perf_counter()

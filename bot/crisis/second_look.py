@@ -16,8 +16,8 @@ n-gram model's verdict.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import bisect
+import contextlib
 import itertools
 import logging
 import multiprocessing
