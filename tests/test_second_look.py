@@ -4,6 +4,7 @@ turn does with a verdict that comes in time, late, or never (SQLite and PostgreS
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ class GatedComponent:
             log.write(text + "\n")
         if text == "boom":
             raise RuntimeError("model file missing")
+        if text == "kill the worker":
+            os._exit(1)  # what the out-of-memory killer would do
         return CONCERN if "risk" in text else None
 
 
@@ -85,6 +88,15 @@ async def test_a_failing_component_means_no_second_verdict_and_the_worker_goes_o
     look = SecondLook([component])
     assert await look.ask("boom", [], Level.NONE, 0.0) is None
     assert await look.ask("a risk", [], Level.NONE, 0.0) == CONCERN
+
+
+async def test_a_dead_worker_costs_its_check_and_new_workers_take_the_next(tmp_path: Path) -> None:
+    component = GatedComponent(tmp_path)
+    component.open_gate()
+    look = SecondLook([component])
+    assert await look.ask("a risk", [], Level.NONE, 0.0) == CONCERN
+    assert await asyncio.wait_for(look.ask("kill the worker", [], Level.NONE, 0.0), 30) is None
+    assert await asyncio.wait_for(look.ask("a risk again", [], Level.NONE, 0.0), 30) == CONCERN
 
 
 async def test_the_layer_asks_slow_components_only_below_concern(tmp_path: Path) -> None:

@@ -129,11 +129,10 @@ class SecondLook:
                 running = self._loop.run_in_executor(  # type: ignore[union-attr]  # set by the first ask
                     self._executor, _check, check.text, check.recent, check.level
                 )
-            except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh for the next
-                log.error("a crisis second-look worker died; starting new workers")
+            except BrokenProcessPool:  # a worker died (killed, out of memory): new workers take this check
                 self._executor = None
                 self._running -= 1
-                check.verdict.set_result(None)
+                self._waiting.insert(0, check)
                 continue
             running.add_done_callback(lambda done, check=check: self._finished(check, done))
         metrics.SECOND_LOOK_PENDING.set(self.pending)
@@ -141,6 +140,9 @@ class SecondLook:
     def _finished(self, check: _Check, done: asyncio.Future[Assessment | None]) -> None:
         self._running -= 1
         metrics.SECOND_LOOKS.labels("checked").inc()
+        if not done.cancelled() and isinstance(done.exception(), BrokenProcessPool):
+            log.error("a crisis second-look worker died; new workers will take the next checks")
+            self._executor = None
         if not check.verdict.done():
             if done.cancelled() or done.exception() is not None:
                 check.verdict.set_result(None)  # `ask` caught the components' errors; this is the worker's
