@@ -11,6 +11,7 @@ from bot.alerts import Alert
 from bot.channels.telegram_operator import format_alert
 from bot.channels.telegram_text import tg_text
 from bot.crisis.layer import CrisisLayer
+from bot.crisis.levels import Level
 from bot.testing.fake_bot_api import BOT_ID, callback_update, message_update
 from bot.texts import text
 from db.models import Conversation, Escalation, EscalationStatus, Message, Role
@@ -163,3 +164,15 @@ async def test_a_late_crisis_verdict_reaches_the_chat_after_the_reply_and_alerts
         assert texts == ["echo: HIDDEN words", "You matter. Please call 112 or a helpline now."]
         (alert,) = await bot.api.wait_for_messages(OPERATORS, 1)
         assert "HIDDEN words" in alert and "concern" in alert
+
+
+async def test_a_crisis_only_the_embedding_model_reads_still_gets_the_safe_reply_and_an_alert(tmp_path: Path) -> None:
+    words = "made a playlist for my funeral today. weirdly calm about it"  # no rule, no n-gram: the embedding
+    layer = CrisisLayer.load()
+    assert (await layer.screen(words, [])).assessment.level < Level.CONCERN
+    async with telegram_bot(sqlite(tmp_path), "webhook", safety=layer, operator_chat_id=OPERATORS) as bot:
+        await bot.deliver(message_update(PERSON, text=words))
+        (alert,) = await bot.api.wait_for_messages(OPERATORS, 1)
+        assert "concern" in alert and "playlist" in alert
+        # The safe reply comes instead of the model's, or after it when the check was late.
+        await bot.api.wait_for(lambda api: any("findahelpline.com" in t for t in api.texts_to(PERSON)))
