@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -39,7 +39,16 @@ CHARS_PER_TOKEN = 4  # rough budget estimate; the backend cuts exactly with its 
 RECENT_USER_TURNS = 3  # earlier user messages the crisis layer reads as context
 _POLL_FIRST_S, _POLL_MAX_S = 0.005, 0.1
 
-Deliver = Callable[[str, str, str], Awaitable[bool]]  # (channel, external_id, text) -> sent; see Handoff.push
+# A call, or a channel that cannot take a late safe reply, waits this long for a slow crisis check.
+UNPUSHABLE_WAIT_S = 5.0
+
+
+class Pusher(Protocol):
+    """Sends a text to a person outside a turn (`bot.handoff.Handoff` implements it)."""
+
+    def can_push(self, channel: str) -> bool: ...
+
+    async def push(self, channel: str, external_id: str, words: str) -> bool: ...
 
 
 class Outcome(StrEnum):
@@ -62,6 +71,7 @@ class Incoming:
     channel_message_id: str | None = None
     locale: str | None = None
     contact: str | None = None  # a phone number; stored encrypted when a key is set
+    call: bool = False  # a live call: it cannot be answered later, and a crisis turn transfers it
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +115,14 @@ class Dialogue:
         safety: Safety,
         settings: Settings,
         alerts: OperatorAlerts | None = None,
-        deliver: Deliver | None = None,
+        pusher: Pusher | None = None,
     ) -> None:
         self.db = db
         self.backend = backend
         self.safety = safety
         self.settings = settings
         self.alerts = alerts or OperatorAlerts()
-        self.deliver = deliver  # pushes a late safe reply; without it operators are still alerted
+        self.pusher = pusher  # sends a late safe reply; without it operators are still alerted
         self._late: set[asyncio.Task[None]] = set()  # late crisis replies being sent
         self._lease = timedelta(seconds=settings.turn_lease_s)
         self.default_persona = builtin_personas()[0].key
@@ -153,7 +163,7 @@ class Dialogue:
                 metrics.DB_ERRORS.labels("queue").inc()
                 log.exception("database failed while message %s waited for its turn", turn.message.id)
                 return await self._answer_without_database(incoming, body)
-        return await self._respond(turn)
+        return await self._respond(turn, incoming.call)
 
     async def _receive(self, incoming: Incoming, body: str) -> _Turn | _Queued:
         """Store the message; when nothing of this user's is ahead of it, claim it and load its context
@@ -200,7 +210,7 @@ class Dialogue:
         chosen = self._personas.get(user.persona_id) if user.persona_id is not None else None
         return chosen or self._personas.get(self.default_persona, [])
 
-    async def _respond(self, turn: _Turn) -> TurnResult:
+    async def _respond(self, turn: _Turn, call: bool) -> TurnResult:
         message, user, conversation, earlier, persona = turn
         recent = [m.text for m in earlier if m.role == Role.USER][-RECENT_USER_TURNS:]
         screening = await self.safety.screen(message.text, recent)
@@ -212,24 +222,30 @@ class Dialogue:
             return await self._to_operator(message, conversation, user, level)
         if assessment.level >= Level.CONCERN:
             return await self._crisis(message, conversation, user, assessment, level)
-        return await self._model_reply(message, conversation, user, persona, earlier, screening, level)
+        return await self._model_reply(message, conversation, user, persona, earlier, screening, level, call)
 
     async def _second_look(
-        self, screening: Screening, message: Pending, conversation: ConversationState, user: Person
+        self, screening: Screening, message: Pending, conversation: ConversationState, user: Person, call: bool
     ) -> Assessment | None:
         """The slow crisis components' verdict when it comes within the wait; a later one is acted on when it
         comes. A real model's reply takes longer than a check, so a ready reply waits only for a check that
-        is running (not one queued behind others: under load every reply would wait in vain)."""
+        is running (not one queued behind others: under load every reply would wait in vain). A call (a
+        crisis turn transfers it) and a channel that cannot take a late safe reply wait longer, queued or not."""
         pending = screening.second_look
         if pending is None:
             return None
-        if not pending.done() and not screening.queued:
+        if call or not self._can_push(user.channel):
+            await asyncio.wait([pending], timeout=UNPUSHABLE_WAIT_S)
+        elif not pending.done() and not screening.queued:
             await asyncio.wait([pending], timeout=self.settings.crisis_second_look_wait_s)
         if pending.done():
             return pending.result()
         metrics.SECOND_LOOKS.labels("late").inc()
         pending.add_done_callback(lambda done: self._late_verdict(done, message, conversation, user))
         return None
+
+    def _can_push(self, channel: str) -> bool:
+        return self.pusher is not None and self.pusher.can_push(channel)
 
     def _late_verdict(
         self, done: asyncio.Future[Assessment | None], message: Pending, conversation: ConversationState, user: Person
@@ -251,6 +267,7 @@ class Dialogue:
         earlier: Sequence[Row[Any]],
         screening: Screening,
         level: Level,
+        call: bool,
     ) -> TurnResult:
         assessment = screening.assessment
         started = time.perf_counter()
@@ -268,7 +285,7 @@ class Dialogue:
             outcome, reply = Outcome.FALLBACK, text("fallback", user.locale)
         latency_ms = int((time.perf_counter() - started) * 1000)
         metrics.MODEL_SECONDS.observe(latency_ms / 1000)
-        second = await self._second_look(screening, message, conversation, user)
+        second = await self._second_look(screening, message, conversation, user, call)
         if second is not None and second.level >= Level.CONCERN:
             return await self._crisis(message, conversation, user, second, max(level, second.level))
         if level >= Level.CONCERN and outcome == Outcome.MODEL:
@@ -363,10 +380,10 @@ class Dialogue:
         await self._alert(
             "escalation", user.id, conversation.id, escalation_id, level, user.channel, message.text, assessment
         )
-        if external_id is None or self.deliver is None:
+        if external_id is None or self.pusher is None or not self.pusher.can_push(user.channel):
             return
         try:
-            if not await self.deliver(user.channel, external_id, safe.text):
+            if not await self.pusher.push(user.channel, external_id, safe.text):
                 return
         except Exception as exc:  # noqa: BLE001 - each channel raises its own errors; operators were alerted
             log.warning("late safe reply for message %s not delivered: %s", message.id, type(exc).__name__)

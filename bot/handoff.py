@@ -37,6 +37,9 @@ class Handoff:
         """How to push a text to one of a channel's users (channels that can push: Telegram, SMS)."""
         self._senders[channel] = send
 
+    def can_push(self, channel: str) -> bool:
+        return channel in self._senders
+
     async def push(self, channel: str, external_id: str, words: str) -> bool:
         """Send `words` to a user through their channel: False when it cannot push (a phone call);
         a channel that refuses raises its own error."""

@@ -95,7 +95,7 @@ class Service:
             backend = await open_backend(settings)
         alerts = OperatorAlerts()
         handoff = Handoff(db, alerts)
-        dialogue = Dialogue(db, backend, safety, settings, alerts, deliver=handoff.push)
+        dialogue = Dialogue(db, backend, safety, settings, alerts, pusher=handoff)
         return cls(settings, db, dialogue, alerts, handoff)
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from bot import dialogue as dialogue_module
 from bot.alerts import Alert
 from bot.crisis.detector import CrisisDetector
 from bot.crisis.layer import CrisisLayer
@@ -112,16 +113,25 @@ async def test_the_layer_asks_slow_components_only_below_concern(tmp_path: Path)
     assert layer.assess("some risk in what I write", []).level == Level.CONCERN  # tools still ask everything
 
 
-async def dialogue_with(db, settings, delay: float, pushed: list[tuple[str, str, str]] | None) -> Dialogue:
-    async with db.transaction() as session:
-        await repo.sync_personas(session, [(p.key, p.name, p.description, p.lines) for p in builtin_personas()])
+class Pusher:
+    """Records what the dialogue pushes; the "kiosk" channel cannot be pushed to."""
 
-    async def deliver(channel: str, external_id: str, words: str) -> bool:
-        pushed.append((channel, external_id, words))  # type: ignore[union-attr]
+    def __init__(self) -> None:
+        self.pushed: list[tuple[str, str, str]] = []
+
+    def can_push(self, channel: str) -> bool:
+        return channel != "kiosk"
+
+    async def push(self, channel: str, external_id: str, words: str) -> bool:
+        self.pushed.append((channel, external_id, words))
         return True
 
-    safety = SecondLookSafety(delay)
-    return Dialogue(db, EchoBackend(), safety, settings, deliver=deliver if pushed is not None else None)
+
+async def dialogue_with(db, settings, delay: float, pusher: Pusher, wait_s: float = 0.0) -> Dialogue:
+    async with db.transaction() as session:
+        await repo.sync_personas(session, [(p.key, p.name, p.description, p.lines) for p in builtin_personas()])
+    tuned = settings.model_copy(update={"crisis_second_look_wait_s": wait_s})
+    return Dialogue(db, EchoBackend(), SecondLookSafety(delay), tuned, pusher=pusher)
 
 
 def collect(dialogue: Dialogue) -> list[Alert]:
@@ -135,7 +145,7 @@ def collect(dialogue: Dialogue) -> list[Alert]:
 
 
 async def test_a_verdict_in_time_answers_with_the_safe_reply_instead_of_the_model(db, settings) -> None:
-    dialogue = await dialogue_with(db, settings.model_copy(update={"crisis_second_look_wait_s": 1.0}), 0.01, [])
+    dialogue = await dialogue_with(db, settings, 0.01, Pusher(), wait_s=1.0)
     alerts = collect(dialogue)
     result = await dialogue.handle(Incoming("test", "u1", "HIDDEN words", channel_message_id="1"))
     assert result.outcome == Outcome.CRISIS and result.reply.startswith("You matter")
@@ -145,16 +155,16 @@ async def test_a_verdict_in_time_answers_with_the_safe_reply_instead_of_the_mode
 
 
 async def test_a_late_verdict_still_sends_the_safe_reply_escalates_and_alerts(db, settings) -> None:
-    pushed: list[tuple[str, str, str]] = []
-    dialogue = await dialogue_with(db, settings.model_copy(update={"crisis_second_look_wait_s": 0.0}), 0.05, pushed)
+    pusher = Pusher()
+    dialogue = await dialogue_with(db, settings, 0.05, pusher)
     alerts = collect(dialogue)
     result = await dialogue.handle(Incoming("test", "u1", "HIDDEN words", channel_message_id="1"))
     assert (result.outcome, result.reply) == (Outcome.MODEL, "echo: HIDDEN words")  # not held for the check
     for _ in range(100):
-        if pushed and not dialogue._late:
+        if pusher.pushed and not dialogue._late:
             break
         await asyncio.sleep(0.02)
-    assert pushed == [("test", "u1", "You matter. Please call 112 or a helpline now.")]
+    assert pusher.pushed == [("test", "u1", "You matter. Please call 112 or a helpline now.")]
     assert [(a.kind, a.level) for a in alerts] == [("escalation", "concern")]
     async with db.transaction() as session:
         user = await session.scalar(select(User).where(User.external_id == "u1"))
@@ -167,15 +177,29 @@ async def test_a_late_verdict_still_sends_the_safe_reply_escalates_and_alerts(db
     assert following.reply.endswith("Please call 112 or a helpline now.")  # the level stays with the conversation
 
 
-async def test_a_late_verdict_without_a_channel_to_push_still_alerts_operators(db, settings) -> None:
-    dialogue = await dialogue_with(db, settings.model_copy(update={"crisis_second_look_wait_s": 0.0}), 0.02, None)
+async def test_a_call_and_a_channel_without_push_wait_for_the_verdict(db, settings) -> None:
+    dialogue = await dialogue_with(db, settings, 0.05, Pusher())
+    call = Incoming("phone", "+15550001", "HIDDEN words", channel_message_id="c1", call=True)
+    assert (await dialogue.handle(call)).outcome == Outcome.CRISIS  # so the call is transferred to a person
+    kiosk = Incoming("kiosk", "k1", "HIDDEN words", channel_message_id="1")
+    assert (await dialogue.handle(kiosk)).outcome == Outcome.CRISIS
+    sms = Incoming("phone", "+15550002", "HIDDEN words", channel_message_id="s1")  # can be texted later
+    assert (await dialogue.handle(sms)).outcome == Outcome.MODEL
+
+
+async def test_a_verdict_too_late_even_for_a_call_still_alerts_operators(db, settings, monkeypatch) -> None:
+    monkeypatch.setattr(dialogue_module, "UNPUSHABLE_WAIT_S", 0.01)
+    pusher = Pusher()
+    dialogue = await dialogue_with(db, settings, 0.1, pusher)
     alerts = collect(dialogue)
-    await dialogue.handle(Incoming("voice", "+15550001", "HIDDEN words", channel_message_id="1"))
+    result = await dialogue.handle(Incoming("kiosk", "k1", "HIDDEN words", channel_message_id="1"))
+    assert result.outcome == Outcome.MODEL
     for _ in range(100):
         if alerts:
             break
         await asyncio.sleep(0.02)
-    assert [(a.kind, a.channel) for a in alerts] == [("escalation", "voice")] and alerts[0].escalation_id is not None
+    assert [(a.kind, a.channel) for a in alerts] == [("escalation", "kiosk")] and alerts[0].escalation_id is not None
+    assert pusher.pushed == []
 
 
 async def test_closing_cancels_the_waiting_checks(tmp_path: Path) -> None:

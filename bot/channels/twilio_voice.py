@@ -129,6 +129,7 @@ class VoiceLine:
             channel_message_id=f"{sid}:{state.turn}",
             locale=caller.locale,
             contact=caller.number,
+            call=True,
         )
         result = await self.turns.answer(incoming, self.settings.twilio_hold_after_s)
         if result is not None:
