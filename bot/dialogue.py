@@ -238,8 +238,8 @@ class Dialogue:
             await asyncio.wait([pending], timeout=UNPUSHABLE_WAIT_S)
         elif not pending.done() and not screening.queued:
             await asyncio.wait([pending], timeout=self.settings.crisis_second_look_wait_s)
-        if pending.done():
-            return pending.result()
+        if pending.done():  # cancelled: the service is closing
+            return None if pending.cancelled() else pending.result()
         metrics.SECOND_LOOKS.labels("late").inc()
         pending.add_done_callback(lambda done: self._late_verdict(done, message, conversation, user))
         return None
@@ -380,7 +380,7 @@ class Dialogue:
         await self._alert(
             "escalation", user.id, conversation.id, escalation_id, level, user.channel, message.text, assessment
         )
-        if external_id is None or self.pusher is None or not self.pusher.can_push(user.channel):
+        if external_id is None or self.pusher is None or not self._can_push(user.channel):
             return
         try:
             if not await self.pusher.push(user.channel, external_id, safe.text):

@@ -41,7 +41,7 @@ class Handoff:
         return channel in self._senders
 
     async def push(self, channel: str, external_id: str, words: str) -> bool:
-        """Send `words` to a user through their channel: False when it cannot push (a phone call);
+        """Send `words` to a user through their channel: False when it has no sender (web chat, a call);
         a channel that refuses raises its own error."""
         send = self._senders.get(channel)
         if send is None:
