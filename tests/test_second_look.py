@@ -24,6 +24,7 @@ from db import repo
 from db.models import Conversation, Escalation, Message, Role, User
 from tests.doubles import EchoBackend, SecondLookSafety
 
+QUICK = Assessment(Level.NONE)  # what the rules and the n-gram model said
 CONCERN = Assessment(Level.CONCERN, frozenset({Tag.SELF}), (Evidence("classifier", "slow-test", "1"),))
 
 
@@ -59,9 +60,9 @@ class GatedComponent:
 async def test_waiting_checks_run_riskiest_first(tmp_path: Path) -> None:
     component = GatedComponent(tmp_path)
     look = SecondLook([component], workers=1)
-    first = look.ask("first", [], Level.NONE, 0.0)  # takes the thread
+    first = look.ask("first", [], QUICK, 0.0)  # takes the thread
     await asyncio.sleep(0.05)
-    rest = [look.ask(text, [], Level.NONE, rank) for text, rank in (("low", 0.1), ("high risk", 0.9), ("mid", 0.5))]
+    rest = [look.ask(text, [], QUICK, rank) for text, rank in (("low", 0.1), ("high risk", 0.9), ("mid", 0.5))]
     assert look.busy and look.pending == 4
     component.open_gate()
     verdicts = await asyncio.gather(first, *rest)
@@ -72,32 +73,44 @@ async def test_waiting_checks_run_riskiest_first(tmp_path: Path) -> None:
 async def test_a_full_queue_drops_the_least_suspicious_check(tmp_path: Path) -> None:
     component = GatedComponent(tmp_path)
     look = SecondLook([component], workers=1, max_pending=2)
-    running = look.ask("first", [], Level.NONE, 0.0)
+    running = look.ask("first", [], QUICK, 0.0)
     await asyncio.sleep(0.05)
-    low = look.ask("low risk", [], Level.NONE, 0.1)
-    high = look.ask("high risk", [], Level.NONE, 0.9)
-    newest = look.ask("mid risk", [], Level.NONE, 0.5)
+    low = look.ask("low risk", [], QUICK, 0.1)
+    high = look.ask("high risk", [], QUICK, 0.9)
+    newest = look.ask("mid risk", [], QUICK, 0.5)
     assert low.done() and low.result() is None  # dropped at once: its asker keeps the quick verdict
     component.open_gate()
     assert await asyncio.gather(running, high, newest) == [None, CONCERN, CONCERN]
     assert "low risk" not in component.read
 
 
+async def test_the_verdict_keeps_the_quick_verdicts_evidence(tmp_path: Path) -> None:
+    component = GatedComponent(tmp_path)
+    component.open_gate()
+    distress = Assessment(
+        Level.DISTRESS, frozenset({Tag.MILITARY_DANGER}), (Evidence("rules", "shelling-nearby", "1"),)
+    )
+    verdict = await SecondLook([component]).ask("a risk", [], distress, 0.0)
+    assert verdict == Assessment(
+        Level.CONCERN, frozenset({Tag.MILITARY_DANGER, Tag.SELF}), distress.evidence + CONCERN.evidence
+    )
+
+
 async def test_a_failing_component_means_no_second_verdict_and_the_worker_goes_on(tmp_path: Path) -> None:
     component = GatedComponent(tmp_path)
     component.open_gate()
     look = SecondLook([component])
-    assert await look.ask("boom", [], Level.NONE, 0.0) is None
-    assert await look.ask("a risk", [], Level.NONE, 0.0) == CONCERN
+    assert await look.ask("boom", [], QUICK, 0.0) is None
+    assert await look.ask("a risk", [], QUICK, 0.0) == CONCERN
 
 
 async def test_a_dead_worker_costs_its_check_and_new_workers_take_the_next(tmp_path: Path) -> None:
     component = GatedComponent(tmp_path)
     component.open_gate()
     look = SecondLook([component])
-    assert await look.ask("a risk", [], Level.NONE, 0.0) == CONCERN
-    assert await asyncio.wait_for(look.ask("kill the worker", [], Level.NONE, 0.0), 30) is None
-    assert await asyncio.wait_for(look.ask("a risk again", [], Level.NONE, 0.0), 30) == CONCERN
+    assert await look.ask("a risk", [], QUICK, 0.0) == CONCERN
+    assert await asyncio.wait_for(look.ask("kill the worker", [], QUICK, 0.0), 30) is None
+    assert await asyncio.wait_for(look.ask("a risk again", [], QUICK, 0.0), 30) == CONCERN
 
 
 async def test_the_layer_asks_slow_components_only_below_concern(tmp_path: Path) -> None:
@@ -204,12 +217,12 @@ async def test_a_verdict_too_late_even_for_a_call_still_alerts_operators(db, set
 
 async def test_closing_cancels_the_waiting_checks(tmp_path: Path) -> None:
     look = SecondLook([GatedComponent(tmp_path)], workers=1)
-    running = look.ask("first", [], Level.NONE, 0.0)
-    waiting = look.ask("second", [], Level.NONE, 0.5)
+    running = look.ask("first", [], QUICK, 0.0)
+    waiting = look.ask("second", [], QUICK, 0.5)
     look.close()
     assert waiting.cancelled() and not running.done()
     GatedComponent(tmp_path).open_gate()
-    assert await look.ask("a risk after closing", [], Level.NONE, 0.0) == CONCERN  # new workers start
+    assert await look.ask("a risk after closing", [], QUICK, 0.0) == CONCERN  # new workers start
 
 
 async def test_a_long_message_is_read_off_the_event_loop() -> None:

@@ -65,7 +65,7 @@ class CrisisLayer:
         # Only a check that has to queue needs a rank: the quick components' score, the rules' level on top.
         queued = self.second_look.busy
         rank = int(quick.level) + self._score(text) if queued else 0.0
-        return Screening(quick, self.second_look.ask(text, recent_user_texts, quick.level, rank), queued)
+        return Screening(quick, self.second_look.ask(text, recent_user_texts, quick, rank), queued)
 
     def close(self) -> None:
         if self.second_look is not None:

@@ -80,6 +80,11 @@ class Assessment:
         """`concern` and above get the safe reply, an escalation record and an operator alert."""
         return self.level >= Level.CONCERN
 
+    def raised_by(self, extra: Assessment) -> Assessment:
+        """This verdict after a learned component's: the higher level, both verdicts' tags and evidence."""
+        evidence = tuple(dict.fromkeys(self.evidence + extra.evidence))
+        return Assessment(max(self.level, extra.level), self.tags | extra.tags, evidence)
+
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready form for audit records and the CLI (no message text in it)."""
         return {

@@ -59,7 +59,7 @@ class _Check:
     key: tuple[float, int]  # (-priority, arrival): the queue's first is the riskiest, oldest first
     text: str = field(compare=False)
     recent: tuple[str, ...] = field(compare=False)
-    level: Level = field(compare=False)
+    quick: Assessment = field(compare=False)
     verdict: asyncio.Future[Assessment | None] = field(compare=False)
 
 
@@ -88,14 +88,16 @@ class SecondLook:
     def pending(self) -> int:
         return len(self._waiting) + self._running
 
-    def ask(self, text: str, recent: Sequence[str], level: Level, priority: float) -> asyncio.Future[Assessment | None]:
-        """Queue a check of `text` (whose quick verdict is `level`); the future gives the components'
-        assessment, or None for nothing to add, a failure, or a check dropped for a riskier one."""
+    def ask(
+        self, text: str, recent: Sequence[str], quick: Assessment, priority: float
+    ) -> asyncio.Future[Assessment | None]:
+        """Queue a check of `text`, whose quick verdict is `quick`; the future gives that verdict raised by
+        the components', or None for nothing to add, a failure, or a check dropped for a riskier one."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (tests run several): the old one's checks are gone
             self._loop, self._waiting, self._running = loop, [], 0
         verdict: asyncio.Future[Assessment | None] = loop.create_future()
-        bisect.insort(self._waiting, _Check((-priority, next(self._arrivals)), text, tuple(recent), level, verdict))
+        bisect.insort(self._waiting, _Check((-priority, next(self._arrivals)), text, tuple(recent), quick, verdict))
         if len(self._waiting) > self.max_pending:
             least = self._waiting.pop()  # lowest priority, newest among equals
             metrics.SECOND_LOOKS.labels("dropped").inc()
@@ -127,7 +129,7 @@ class SecondLook:
             self._running += 1
             try:
                 running = self._loop.run_in_executor(  # type: ignore[union-attr]  # set by the first ask
-                    self._executor, _check, check.text, check.recent, check.level
+                    self._executor, _check, check.text, check.recent, check.quick.level
                 )
             except BrokenProcessPool:  # a worker died (killed, out of memory): new workers take this check
                 self._executor = None
@@ -147,5 +149,6 @@ class SecondLook:
             if done.cancelled() or done.exception() is not None:
                 check.verdict.set_result(None)  # `ask` caught the components' errors; this is the worker's
             else:
-                check.verdict.set_result(done.result())
+                found = done.result()
+                check.verdict.set_result(None if found is None else check.quick.raised_by(found))
         self._start_next()
