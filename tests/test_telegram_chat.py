@@ -148,7 +148,7 @@ async def test_language_choice_changes_the_bots_language(tmp_path: Path, mode: s
 
 
 async def test_typing_is_shown_while_a_slow_reply_is_made(tmp_path: Path, mode: str) -> None:
-    async with telegram_bot(sqlite(tmp_path), mode, backend=EchoBackend(delay=0.8)) as bot:
+    async with telegram_bot(sqlite(tmp_path), mode, backend=EchoBackend(delay=1.5)) as bot:
         await bot.deliver(message_update(CHAT, text="are you there?"))
         await bot.api.wait_for_messages(CHAT, 1)
         methods = [c.method for c in bot.api.calls if c.params.get("chat_id") == CHAT]

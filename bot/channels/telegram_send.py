@@ -15,9 +15,11 @@ from bot.channels.telegram_text import split_message
 
 log = logging.getLogger(__name__)
 
-# A fast turn (crisis reply, fallback, cached answer) finishes before anyone would see the indicator,
-# so it is shown only once a reply takes longer than this; Telegram clears it after ~5 s.
-TYPING_AFTER_S = 0.3
+# Shown only once a reply takes longer than this; Telegram clears it after ~5 s. A turn that ends sooner
+# (crisis reply, fallback, a fast model) needs no indicator. Not sooner: under load every turn takes some
+# hundreds of milliseconds in queues, and at 0.3 s nearly every update sent a sendChatAction as well as
+# its reply (`supportbot bench bot`: 1307 indicators for ~1400 updates), more load making more calls.
+TYPING_AFTER_S = 1.0
 TYPING_REPEAT_S = 4.5
 
 
