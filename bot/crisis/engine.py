@@ -11,8 +11,8 @@ from functools import lru_cache
 from typing import cast
 
 from bot.crisis.lexicon import Lexicon, Rule
-from bot.crisis.normalize import NUMBER, Token, tokenize
-from bot.crisis.patterns import Match, Pattern, PatternIndex
+from bot.crisis.normalize import Token, tokenize
+from bot.crisis.patterns import Match, Pattern, PatternIndex, marks
 
 _KINDS = ("rule", "idiom", "context", "cue", "break")
 
@@ -55,10 +55,10 @@ class RuleEngine:
         if not tokens:
             return Reading(())
         found: dict[str, list[tuple[object, list[Match]]]] = {k: [] for k in _KINDS}
-        forms, numbers = frozenset(t.form for t in tokens), any(t.kind == NUMBER for t in tokens)
+        message_marks = marks(tokens)
         for i, starts in sorted(self._index.candidates(tokens).items()):
             kind, owner, pattern = self._owned[i]
-            if not pattern.could_match(forms, numbers):
+            if not pattern.could_match(message_marks):
                 continue
             spans = list(pattern.finds(tokens, starts))
             if spans:

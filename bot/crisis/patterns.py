@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from bot.crisis.normalize import NUMBER, Token, fold_term
 
 MIN_STEM = 3  # folded prefixes shorter than this would match far too many words
+_STEM, _NUMBER_MARK = "*", "<num>"  # how `marks` writes a word start and a number (no folded token has them)
 _NUM = re.compile(r"<num(?::(\d+)-(\d+))?>")
 _GAP = re.compile(r"~(\d+)")
 
@@ -45,13 +46,10 @@ class Terms:
             return any(lo <= value <= hi for lo, hi in self.numbers)
         return token.form.startswith(self.prefixes)
 
-    def occur_in(self, forms: frozenset[str], numbers: bool) -> bool:
-        """Whether any of a message's token `forms` might be accepted (`numbers`: it has a number)."""
-        return (
-            not self.exact.isdisjoint(forms)
-            or (numbers and bool(self.numbers))
-            or (bool(self.prefixes) and any(form.startswith(self.prefixes) for form in forms))
-        )
+    def gate(self) -> frozenset[str]:
+        """These terms as `marks` writes a message: a token of the message may be accepted exactly when
+        the two sets meet (words as they are, stems as `stem*`, any number range as `<num>`)."""
+        return self.exact | {p + _STEM for p in self.prefixes} | ({_NUMBER_MARK} if self.numbers else set())
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +78,19 @@ class Pattern:
 
     source: str
     slots: tuple[Slot, ...]
-    # Per required slot after the first, every term it starts with: a message in which one of these has no
-    # token cannot match, and most candidates fail so (a pattern's first word is common, its last rarely).
-    needs: tuple[Terms, ...] = ()
+    # Per required slot after the first, the `Terms.gate` of every term it starts with: a message in which
+    # one of these has no token cannot match, and most candidates fail so (a pattern's first word is common,
+    # its last rarely).
+    needs: tuple[frozenset[str], ...] = ()
 
-    def could_match(self, forms: frozenset[str], numbers: bool) -> bool:
-        """False when `finds` would find nothing because a required word has no token in the message."""
-        return all(terms.occur_in(forms, numbers) for terms in self.needs)
+    def could_match(self, message_marks: frozenset[str]) -> bool:
+        """False when `finds` would find nothing because a required word has no token in the message
+        (`message_marks`: see `marks`). One set intersection per required slot: the rules' reading of a
+        message asks this of ~150 candidate patterns."""
+        for gate in self.needs:
+            if gate.isdisjoint(message_marks):
+                return False
+        return True
 
     def anchor_terms(self) -> list[Terms]:
         """Words that must start a match (the first slot); used to index patterns."""
@@ -134,6 +138,16 @@ class Match:
     gaps: tuple[int, ...] = ()
 
 
+def marks(tokens: Sequence[Token]) -> frozenset[str]:
+    """A message's tokens as `Pattern.could_match` compares them: each form, each of its starts of
+    MIN_STEM letters or more as `start*`, and `<num>` if it has a number."""
+    found = {token.form for token in tokens}
+    found.update(form[:n] + _STEM for form in set(found) for n in range(MIN_STEM, len(form) + 1))
+    if any(token.kind == NUMBER for token in tokens):
+        found.add(_NUMBER_MARK)
+    return frozenset(found)
+
+
 def compile_pattern(source: str, classes: Mapping[str, Sequence[str]]) -> Pattern:
     """Parse one pattern string; raises PatternError naming the faulty part."""
     slots: list[Slot] = []
@@ -154,7 +168,7 @@ def compile_pattern(source: str, classes: Mapping[str, Sequence[str]]) -> Patter
         raise PatternError(f"pattern {source!r} has no required word")
     if slots[0].optional:
         raise PatternError(f"pattern {source!r} starts with an optional word; start with a required one")
-    needs = tuple(_any_start(slot) for slot in slots[1:] if not slot.optional)
+    needs = tuple(_any_start(slot).gate() for slot in slots[1:] if not slot.optional)
     return Pattern(source, tuple(slots), needs)
 
 
