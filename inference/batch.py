@@ -248,10 +248,17 @@ def _additive(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 class RunningBatch:
-    """The rows decoding together and their caches (`cross` for encoder-decoder models only), and
-    the prefilled causal rows that get their first token from the next step's output layer."""
+    """The rows decoding together and their caches (`cross` for encoder-decoder models only), the
+    prefilled causal rows that get their first token from the next step's output layer, and the
+    random generator its sampled rows draw from (its own: batches run side by side in lanes)."""
 
-    def __init__(self, own: SelfAttentionCache | None, cross: CrossAttentionCache | None = None) -> None:
+    def __init__(
+        self,
+        own: SelfAttentionCache | None,
+        cross: CrossAttentionCache | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.generator = generator
         self.rows: list[Row] = []
         self.joining: list[tuple[Row, States, torch.Tensor]] = []  # row, prompt states, last hidden state
         self.own: Any = own

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from inference.api import ChatMessage, GenerationParams
 from inference.client import OpenAIChatClient
 from inference.engine import Engine, Generated
-from inference.scheduler import Scheduler
+from inference.scheduler import Scheduler, default_lanes
 from inference.server import SCHEDULER, create_app
 from inference.synthetic import sample_conversations
 
@@ -152,6 +152,7 @@ async def run_batched(
     max_batch_size: int,
     max_wait_ms: float,
     max_beam_rows: int | None,
+    lanes: int | None,
 ) -> tuple[Figures, dict[int, str], float]:
     """Drive the conversations concurrently; return figures, reply text by request index, mean batch size."""
     texts: dict[int, str] = {}
@@ -161,7 +162,11 @@ async def run_batched(
     total = len(workload.requests)
     offsets = [sum(len(c) for c in workload.conversations[:i]) for i in range(len(workload.conversations))]
     options = dict(
-        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max(256, total), max_beam_rows=max_beam_rows
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        max_queue=max(256, total),
+        max_beam_rows=max_beam_rows,
+        lanes=lanes,
     )
     async with serving(engine, params, via, **options) as (ask, scheduler):
         await ask(workload.requests[0])  # warm-up, not timed
@@ -265,6 +270,7 @@ def bench(
     max_wait_ms: float,
     max_beam_rows: int | None,
     continuous: bool,
+    lanes: int | None = None,
 ) -> dict[str, Any]:
     """One full comparison; returns everything the command prints."""
     load_before = os.getloadavg()
@@ -284,6 +290,7 @@ def bench(
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
             max_beam_rows=max_beam_rows,
+            lanes=lanes,
         )
     )
     run_sequential(engine, workload, params, chosen[1::2], alone)
@@ -314,6 +321,7 @@ def bench(
             round((cache.hits - hits) / max(1, cache.looked_up - looked_up), 3) if cache is not None else None
         ),
         "threads": torch.get_num_threads(),
+        "lanes": lanes or default_lanes(engine.device),
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(),
@@ -352,7 +360,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"continuous batching: {cb}")
     lines.append(
         f"throughput x{r['throughput_ratio']} of sequential; batched p95 = {r['p95_over_lone_p50']} x lone p50;"
-        f" mean batch {r['mean_batch_size']}; batched==alone on {r['agreement']:.0%} of {r['agreement_compared']}"
+        f" {r['lanes']} lanes, mean rows per step {r['mean_batch_size']};"
+        f" batched==alone on {r['agreement']:.0%} of {r['agreement_compared']}"
     )
     if r["prefix_cache_hit_rate"] is not None:
         lines.append(

@@ -83,6 +83,9 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a request waits for batch mates")
     parser.add_argument(
+        "--lanes", type=int, help="batches run side by side (default: one per torch thread on CPU, one elsewhere)"
+    )
+    parser.add_argument(
         "--max-beam-rows", type=int, help="cap on beam hypotheses per batch (default 40 on CPU, none elsewhere)"
     )
 
@@ -125,6 +128,7 @@ def run_worker(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue,
         max_beam_rows=args.max_beam_rows,
+        lanes=args.lanes,
     )
     try:
         asyncio.run(serve(app, args.host, args.port))
@@ -152,6 +156,7 @@ def run_bench(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         max_beam_rows=args.max_beam_rows,
         continuous=args.continuous_batching,
+        lanes=args.lanes,
     )
     print(render(report))
     if args.json:

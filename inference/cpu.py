@@ -1,4 +1,5 @@
-"""Making a model fast on CPU: oneDNN-packed linear layers, fused GELU, int8 dynamic quantization.
+"""Making a model fast on CPU: oneDNN-packed linear layers, fused GELU, attention chosen by shape,
+int8 dynamic quantization.
 
 PyTorch's default CPU matmul repacks each weight on every call, which is costly exactly where a
 serving batch lives (a few to a few dozen rows): reordering the weights once into oneDNN's
@@ -11,12 +12,19 @@ deprecated in favour of torchao, but it is still the dependency-free way to fbge
 
 from __future__ import annotations
 
+import sys
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
+from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.activations import GELUTanh, NewGELUActivation
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import eager_mask
 from transformers.pytorch_utils import Conv1D
+
+CPU_ATTENTION = "supportbot_cpu"
 
 
 class PackedLinear(nn.Module):
@@ -75,6 +83,24 @@ def fuse_gelu(model: nn.Module) -> int:
     """GPT-2's tanh-GELU written as five tensor ops becomes PyTorch's single fused kernel: the
     same function up to rounding, a quarter of the CPU time of a large decode batch."""
     return _replace(model, NewGELUActivation, lambda _: GELUTanh())
+
+
+def _attention_by_shape(module: nn.Module, query: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    """One new token per row (a decoding step): the model's eager two matrix products, which take
+    ~0.6x SDPA's time on that shape on CPU; a prompt (many tokens): SDPA. Both read an eager (additive)
+    mask. Chosen per call, not by flipping the shared config, so threads can run the model at once."""
+    if query.shape[2] == 1:
+        return sys.modules[type(module).__module__].eager_attention_forward(module, query, *args, **kwargs)
+    return sdpa_attention_forward(module, query, *args, **kwargs)
+
+
+AttentionInterface.register(CPU_ATTENTION, _attention_by_shape)
+AttentionMaskInterface.register(CPU_ATTENTION, eager_mask)
+
+
+def use_cpu_attention(model: nn.Module) -> None:
+    """Attention by shape (see `_attention_by_shape`) for every layer of `model`."""
+    model.config._attn_implementation = CPU_ATTENTION
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -53,7 +54,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from inference.api import ChatMessage, GenerationParams
 from inference.batch import CrossAttentionCache, Row, RunningBatch, SelfAttentionCache
-from inference.cpu import fuse_gelu, pack_linears, packing_available, quantize_int8
+from inference.cpu import fuse_gelu, pack_linears, packing_available, quantize_int8, use_cpu_attention
 from inference.device import pick_device, pick_dtype
 from inference.generation import apply_family_defaults, request_config
 from inference.prefix import PrefixCache, States
@@ -129,6 +130,9 @@ class Engine:
         )
         # Gaudi wants fixed shapes, which a batch changing every step is not.
         self._stepped = config.model_type in STEPPED_MODELS and self.device.type != "hpu"
+        if self.device.type == "cpu":
+            use_cpu_attention(model)
+        self._global_rng = threading.Lock()
 
     def prompt_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
         """The model input for a chat, in the shared training/serving format."""
@@ -170,11 +174,16 @@ class Engine:
             config.cache_implementation = None
         stopping = StoppingCriteriaList([] if beams else [_RowLimits(start, limits, self.device)])
         streamer = _RowStreamer(on_token) if on_token and not beams else None
-        if seed is not None:
-            torch.manual_seed(seed)
-        output = self.model.generate(
-            **inputs, generation_config=config, stopping_criteria=stopping, streamer=streamer, **self._generate_extras
-        )
+        with self._sampling(config):
+            if seed is not None:
+                torch.manual_seed(seed)
+            output = self.model.generate(
+                **inputs,
+                generation_config=config,
+                stopping_criteria=stopping,
+                streamer=streamer,
+                **self._generate_extras,
+            )
         rows = output[:, start:].tolist()
         return [self._finish(row, len(prompt), limit) for row, prompt, limit in zip(rows, prompts, limits, strict=True)]
 
@@ -187,13 +196,19 @@ class Engine:
         config = copy.deepcopy(config)
         config.max_new_tokens = limit
         ids = torch.tensor([prompt], device=self.device)
-        if seed is not None:
-            torch.manual_seed(seed)
-        output = self.model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config, **self._generate_extras
-        )
+        with self._sampling(config):
+            if seed is not None:
+                torch.manual_seed(seed)
+            output = self.model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config, **self._generate_extras
+            )
         start = len(prompt) if self.family == "causal" else 1
         return self._finish(output[0, start:].tolist(), len(prompt), limit)
+
+    def _sampling(self, config: GenerationConfig) -> AbstractContextManager[object]:
+        """`generate` samples from torch's global generator: one sampling call at a time, so a seeded
+        request gives the same reply whatever runs beside it (steps sample from their batch's own)."""
+        return self._global_rng if config.do_sample else nullcontext()
 
     def steppable(self, config: GenerationConfig) -> bool:
         """Whether a request decoded with `config` can join a running batch (not beam search)."""
@@ -205,15 +220,19 @@ class Engine:
         c = self.model.config
         if not self._stepped:
             return RunningBatch(None)
+        generator = torch.Generator(self.device)
+        generator.seed()
         if self.family == "causal":
             shape = (c.n_layer, c.n_head, c.n_embd // c.n_head)
-            return RunningBatch(SelfAttentionCache(*shape, self.model.dtype, self.device, rows_hint=rows_hint))
+            own = SelfAttentionCache(*shape, self.model.dtype, self.device, rows_hint=rows_hint)
+            return RunningBatch(own, generator=generator)
         shape = (c.decoder_layers, c.decoder_attention_heads, c.d_model // c.decoder_attention_heads)
         return RunningBatch(
             SelfAttentionCache(*shape, self.model.dtype, self.device, rows_hint=rows_hint),
             CrossAttentionCache(
                 *shape, self.model.dtype, self.device, max_columns=self.max_positions, rows_hint=rows_hint
             ),
+            generator=generator,
         )
 
     @torch.inference_mode()
@@ -280,8 +299,7 @@ class Engine:
             ids = torch.tensor([[row.next_input] for row in rows], device=self.device)
             positions = torch.tensor([[row.position] for row in rows], device=self.device)
             mask = batch.own.step_mask()
-            with self._step_attention():
-                hidden.append(self._decode(batch, ids, positions, mask))
+            hidden.append(self._decode(batch, ids, positions, mask))
             batch.own.advance()
         hidden.extend(last for _, _, last in joining)
         logits = self.model.lm_head(torch.cat(hidden))
@@ -290,7 +308,7 @@ class Engine:
         for row, states, _ in joining:  # their states end where the step's column was written
             batch.add(row, states, len(row.prompt))
         everyone = rows + [row for row, _, _ in joining]
-        made = list(zip(everyone, self._pick(everyone, logits.float()), strict=True))
+        made = list(zip(everyone, self._pick(everyone, logits.float(), batch.generator), strict=True))
         for row, token in made:
             self._took(row, token)
         return made
@@ -301,20 +319,6 @@ class Engine:
         row.next_input = token
         row.position += 1
         row.done = token == self.eos_id or len(row.produced) >= row.limit
-
-    @contextmanager
-    def _step_attention(self) -> Iterator[None]:
-        """On CPU a step's attention (one query per row over the cache) runs as the eager two
-        matrix products: PyTorch's SDPA kernel takes ~1.6x as long on that shape. Prefill and the
-        one-call path keep SDPA; the config is shared, so it is switched for the step only."""
-        config = self.model.config
-        kept = config._attn_implementation
-        if self.device.type == "cpu":
-            config._attn_implementation = "eager"
-        try:
-            yield
-        finally:
-            config._attn_implementation = kept
 
     def _decode(
         self, batch: RunningBatch, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
@@ -336,9 +340,9 @@ class Engine:
             )
         return decoder.layer_norm(hidden)[:, -1]
 
-    def _pick(self, rows: Sequence[Row], logits: torch.Tensor) -> list[int]:
-        """Each row's next token: its processors, then argmax or a sample (one argmax for all
-        rows when none has processors or samples, the common greedy case)."""
+    def _pick(self, rows: Sequence[Row], logits: torch.Tensor, generator: torch.Generator | None) -> list[int]:
+        """Each row's next token: its processors, then argmax or a sample from the batch's own
+        `generator` (one argmax for all rows when none has processors or samples, the common greedy case)."""
         if not any(row.processors or row.config.do_sample for row in rows):
             return logits.argmax(-1).tolist()
         tokens = []
@@ -347,7 +351,7 @@ class Engine:
             if row.processors:
                 scores = row.processors(torch.tensor([row.history], device=self.device), scores)
             if row.config.do_sample:
-                tokens.append(int(torch.multinomial(scores.softmax(-1), 1)))
+                tokens.append(int(torch.multinomial(scores.softmax(-1), 1, generator=generator)))
             else:
                 tokens.append(int(scores.argmax(-1)))
         return tokens

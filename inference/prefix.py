@@ -10,6 +10,7 @@ cut from the left to its budget shifts every position and simply finds no prefix
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -19,7 +20,8 @@ States = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values of s
 
 
 class PrefixCache:
-    """Key/value states of recent prompts, looked up by their longest shared prefix."""
+    """Key/value states of recent prompts, looked up by their longest shared prefix; the scheduler's
+    lanes share one (a lock orders them; the states themselves are only read once stored)."""
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes < 1:
@@ -27,6 +29,7 @@ class PrefixCache:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple[int, ...], States] = OrderedDict()
         self._bytes = 0
+        self._lock = threading.Lock()
         self.hits = 0  # prompt tokens served from the cache, and tokens looked up (hit rate = ratio)
         self.looked_up = 0
 
@@ -39,6 +42,10 @@ class PrefixCache:
 
     def longest(self, ids: Sequence[int]) -> tuple[int, States | None]:
         """The longest stored prefix of `ids`: its length and its states (cut to that length)."""
+        with self._lock:
+            return self._longest(ids)
+
+    def _longest(self, ids: Sequence[int]) -> tuple[int, States | None]:
         best, found = 0, None
         for key in self._entries:
             shared = _shared_prefix(key, ids)
@@ -54,7 +61,10 @@ class PrefixCache:
     def put(self, ids: Sequence[int], states: States) -> None:
         """Keep `states` (computed for exactly `ids`), dropping stored prompts that `ids` extends
         (it covers them) and then the least recently used beyond the budget."""
-        key = tuple(ids)
+        with self._lock:
+            self._put(tuple(ids), states)
+
+    def _put(self, key: tuple[int, ...], states: States) -> None:
         size = _size(states)
         if not key or size > self.max_bytes:
             return
@@ -72,8 +82,9 @@ class PrefixCache:
         self._bytes -= _size(self._entries.pop(key))
 
     def clear(self) -> None:
-        self._entries.clear()
-        self._bytes = 0
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
 
 
 def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:

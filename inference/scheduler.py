@@ -1,19 +1,25 @@
 """Batching: iteration-level (continuous) where the engine can step, one `generate` call otherwise.
 
-One asyncio task decides who is in the batch, one worker thread runs the model, so the event loop
-keeps answering HTTP while the model works. Greedy and sampled requests (on the architectures the
-engine steps, see `Engine.steppable`) join the running batch at the next step boundary, prefilled
-alone, and leave it the step they finish, so a request never waits for a batch to end nor a
-short reply for a long one; any mix of their decoding settings shares a step. Beam search, seeded
-sampling (its seed must reproduce it whatever else runs) and other architectures run as static
-batches: one `generate` call per batch, formed when `max_batch_size` compatible requests are
-queued or the oldest has waited `max_wait_ms` (see `generation.batch_key`). The queue is served
-in order: a static request at its head lets the running rows finish, then runs. A request whose
+Greedy and sampled requests (on the architectures the engine steps, see `Engine.steppable`) join
+the running batch at the next step boundary, prefilled alone, and leave it the step they finish,
+so a request never waits for a batch to end nor a short reply for a long one; any mix of their
+decoding settings shares a step. Beam search, seeded sampling (its seed must reproduce it whatever
+else runs) and other architectures run as static batches: one `generate` call per batch, formed
+when `max_batch_size` compatible requests are queued or the oldest has waited `max_wait_ms` (see
+`generation.batch_key`). The queue is served in order: a static request at its head runs in the
+first lane without running rows. A request whose
 caller gives up (client disconnected, timeout) is dropped from the queue or leaves the batch.
 When the queue is full new requests are refused with `Overloaded`. Beam search batches are also
 capped in hypotheses (`max_beam_rows`): it copies its whole key/value cache every step to follow
 its beams, and on CPU a batch of more than about 40 hypotheses outgrows the processor cache and
 gets slower per request than running alone.
+
+Work runs in lanes: each has its own running batch, its own thread that runs the model, and an
+asyncio task that decides who is in its batch, so the event loop keeps answering HTTP while the
+model works. On GPUs one lane fills the device. On CPU a decoding step of a few dozen rows leaves
+cores idle between its many small kernels (a 32-row DialoGPT batch on 2 threads kept 1.3 of 2
+cores busy), so there is one lane per core, each on one thread, sharing the queue fairly; a lane
+that works alone uses every core.
 
 Transformers' continuous batching (`generate_batch`, `ContinuousBatchingManager`) was measured
 against static batching on CPU and lost (see `bench inference --continuous-batching`: given all
@@ -32,10 +38,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import torch
 from transformers import GenerationConfig
 
 from inference.api import GenerationParams
-from inference.batch import Row
+from inference.batch import Row, RunningBatch
 from inference.engine import Engine, Generated
 from inference.generation import batch_key
 from inference.metrics import WorkerMetrics
@@ -74,8 +81,26 @@ class _Job:
     ended: bool = False
 
 
+def default_lanes(device: torch.device) -> int:
+    """One lane per torch thread on CPU (each then runs on one), one on an accelerator."""
+    return torch.get_num_threads() if device.type == "cpu" else 1
+
+
+@dataclass(eq=False)
+class _Lane:
+    """A running batch and the one thread that runs it; lanes run side by side on one engine."""
+
+    batch: RunningBatch
+    executor: ThreadPoolExecutor
+    static_rows: int = 0  # requests of the static batch it is running
+
+    @property
+    def busy(self) -> bool:
+        return bool(len(self.batch) or self.static_rows)
+
+
 class Scheduler:
-    """Queues generation requests and runs them in batches on one engine."""
+    """Queues generation requests and runs them in batches on one engine, in one or more lanes."""
 
     def __init__(
         self,
@@ -85,10 +110,12 @@ class Scheduler:
         max_wait_ms: float = 10.0,
         max_queue: int = 256,
         max_beam_rows: int | None = None,
+        lanes: int | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
-        if max_batch_size < 1 or max_queue < 1:
-            raise ValueError("max_batch_size and max_queue must be at least 1")
+        """`max_batch_size` rows at most per lane; `lanes` by default `default_lanes`."""
+        if max_batch_size < 1 or max_queue < 1 or (lanes is not None and lanes < 1):
+            raise ValueError("max_batch_size, max_queue and lanes must be at least 1")
         self.engine = engine
         self.max_batch_size = max_batch_size
         self.max_beam_rows = max_beam_rows or (CPU_BEAM_ROWS if engine.device.type == "cpu" else None)
@@ -97,12 +124,18 @@ class Scheduler:
         self.metrics = metrics
         self._queue: deque[_Job] = deque()
         self._arrival = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
-        self._task: asyncio.Task[None] | None = None
-        self._running = 0
+        cpu = engine.device.type == "cpu"
+        count = lanes or default_lanes(engine.device)
+        self._lanes = [
+            _Lane(engine.new_batch(max_batch_size), ThreadPoolExecutor(1, thread_name_prefix=f"generate-{i}"))
+            for i in range(count)
+        ]
+        # torch threads for a lane's work: all while it works alone, its share while others work too
+        # (torch.set_num_threads holds for the calling thread only); None: not the CPU's business.
+        self._threads = (torch.get_num_threads(), max(1, torch.get_num_threads() // count)) if cpu else None
+        self._tasks: list[asyncio.Task[None]] = []
         self._batch_seconds = 1.0  # moving average of a batch's (or a row's) duration, for Retry-After
         self._closed = False
-        self._batch = engine.new_batch(max_batch_size)
         self.batches = 0  # generate calls or steps run, and requests they carried (mean batch size = ratio)
         self.batched_requests = 0
 
@@ -112,7 +145,11 @@ class Scheduler:
 
     @property
     def running(self) -> int:
-        return self._running + len(self._batch)
+        return sum(len(lane.batch) + lane.static_rows for lane in self._lanes)
+
+    @property
+    def lanes(self) -> int:
+        return len(self._lanes)
 
     @property
     def closed(self) -> bool:
@@ -120,8 +157,11 @@ class Scheduler:
 
     def start(self) -> None:
         """Start forming batches (call from the event loop that will submit work)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="scheduler")
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._loop(lane), name=f"scheduler-{i}") for i, lane in enumerate(self._lanes)
+            ]
 
     async def aclose(self) -> None:
         """Refuse new work, fail what is queued, let the running rows finish, stop the thread."""
@@ -132,9 +172,9 @@ class Scheduler:
                 job.future.set_exception(SchedulerClosed("the inference worker is shutting down"))
         self._gauge()
         self._arrival.set()
-        if self._task is not None:
-            await self._task
-        self._executor.shutdown(wait=False)
+        await asyncio.gather(*self._tasks)
+        for lane in self._lanes:
+            lane.executor.shutdown(wait=False)
 
     async def generate(
         self, prompt: Sequence[int], params: GenerationParams, on_token: TokenSink | None = None
@@ -174,22 +214,24 @@ class Scheduler:
         batches = len(self._queue) / self.max_batch_size + 1
         return max(1, math.ceil(batches * self._batch_seconds))
 
-    async def _loop(self) -> None:
-        while not self._closed or len(self._batch):
-            joining = self._admit()
-            if joining or len(self._batch):
-                await self._step(joining)
+    async def _loop(self, lane: _Lane) -> None:
+        while not self._closed or len(lane.batch):
+            joining = self._admit(lane)
+            if joining or len(lane.batch):
+                await self._step(lane, joining)
             elif not self._queue:
                 self._arrival.clear()
                 await self._arrival.wait()
             else:
-                await self._run_static()
+                await self._run_static(lane)
 
-    def _admit(self) -> list[_Job]:
-        """Queued steppable requests that join at this step boundary, in arrival order up to a
-        static request (which waits for the running rows to finish) or a full batch."""
+    def _admit(self, lane: _Lane) -> list[_Job]:
+        """Queued steppable requests that join this lane at its step boundary, in arrival order up to
+        a static request (which waits for a lane without running rows) or the lane's fair share:
+        its part of all queued and running requests, at most a full batch."""
+        share = min(self.max_batch_size, math.ceil((len(self._queue) + self.running) / len(self._lanes)))
         joining: list[_Job] = []
-        while self._queue and len(self._batch) + len(joining) < self.max_batch_size and not self._closed:
+        while self._queue and len(lane.batch) + len(joining) < share and not self._closed:
             head = self._queue[0]
             if head.future.done():
                 self._queue.popleft()
@@ -199,7 +241,13 @@ class Scheduler:
                 break
         return joining
 
-    async def _step(self, joining: list[_Job]) -> None:
+    def _threads_for(self, lane: _Lane) -> int | None:
+        if self._threads is None:
+            return None
+        alone = not any(other.busy for other in self._lanes if other is not lane)
+        return self._threads[0] if alone else self._threads[1]
+
+    async def _step(self, lane: _Lane, joining: list[_Job]) -> None:
         """Newcomers join, one step runs, finished and abandoned rows leave; results go out."""
         started = time.perf_counter()
         if self.metrics:
@@ -208,13 +256,14 @@ class Scheduler:
         self._gauge()
         loop = asyncio.get_running_loop()
         try:
-            tokens, failed = await loop.run_in_executor(self._executor, self._advance, joining)
+            threads = self._threads_for(lane)
+            tokens, failed = await loop.run_in_executor(lane.executor, self._advance, lane.batch, joining, threads)
         except Exception as exc:  # a failed step fails its rows, not the worker
-            log.exception("a decoding step failed for %d rows", len(self._batch))
-            for job in [row.tag for row in self._batch.rows] + joining:
+            log.exception("a decoding step failed for %d rows", len(lane.batch))
+            for job in [row.tag for row in lane.batch.rows] + joining:
                 if not job.future.done():
                     job.future.set_exception(exc)
-            self._batch = self.engine.new_batch(self.max_batch_size)
+            lane.batch = self.engine.new_batch(self.max_batch_size)
             self._gauge()
             return
         for job, exc in failed:
@@ -234,10 +283,13 @@ class Scheduler:
                 self._batch_seconds = 0.9 * self._batch_seconds + 0.1 * (time.perf_counter() - job.arrived)
         self._gauge()
 
-    def _advance(self, joining: list[_Job]) -> tuple[list[tuple[Row, int]], list[tuple[_Job, Exception]]]:
-        """In the worker thread: abandoned rows leave, newcomers are prefilled, one step runs and
+    def _advance(
+        self, batch: RunningBatch, joining: list[_Job], threads: int | None
+    ) -> tuple[list[tuple[Row, int]], list[tuple[_Job, Exception]]]:
+        """In the lane's thread: abandoned rows leave, newcomers are prefilled, one step runs and
         finished rows leave. Returns each stepped row with its token, and newcomers that failed."""
-        batch = self._batch
+        if threads is not None:
+            torch.set_num_threads(threads)
         for row in [row for row in batch.rows if row.tag.future.done()]:
             batch.remove(row)
         failed = []
@@ -252,8 +304,8 @@ class Scheduler:
                 batch.remove(row)
         return made, failed
 
-    async def _run_static(self) -> None:
-        """One static batch: collect it, run one generate call, hand out the results."""
+    async def _run_static(self, lane: _Lane) -> None:
+        """One static batch: collect it, run one generate call in the lane, hand out the results."""
         loop = asyncio.get_running_loop()
         batch = await self._collect()
         if not batch:
@@ -261,14 +313,14 @@ class Scheduler:
         started = time.perf_counter()
         self.batches += 1
         self.batched_requests += len(batch)
-        self._running = len(batch)
+        lane.static_rows = len(batch)
         self._gauge()
         if self.metrics:
             self.metrics.batch_size.observe(len(batch))
             for job in batch:
                 self.metrics.queue_time.observe(started - job.arrived)
         try:
-            results = await loop.run_in_executor(self._executor, self._run, batch, loop)
+            results = await loop.run_in_executor(lane.executor, self._run, batch, loop, self._threads_for(lane))
         except Exception as exc:  # a failed batch fails its requests, not the worker
             log.exception("generation failed for a batch of %d", len(batch))
             for job in batch:
@@ -280,7 +332,7 @@ class Scheduler:
                 if not job.future.done():
                     job.future.set_result(result)
         finally:
-            self._running = 0
+            lane.static_rows = 0
             self._gauge()
             self._batch_seconds = 0.7 * self._batch_seconds + 0.3 * (time.perf_counter() - started)
 
@@ -318,8 +370,10 @@ class Scheduler:
             return [head]
         return [job for job in self._queue if job.key == head.key and not job.future.done()]
 
-    def _run(self, batch: list[_Job], loop: asyncio.AbstractEventLoop) -> list[Generated]:
-        """In the worker thread: one generate call; token callbacks hop back to the loop."""
+    def _run(self, batch: list[_Job], loop: asyncio.AbstractEventLoop, threads: int | None) -> list[Generated]:
+        """In the lane's thread: one generate call; token callbacks hop back to the loop."""
+        if threads is not None:
+            torch.set_num_threads(threads)
         head = batch[0]
 
         def on_token(row: int, token: int) -> None:

@@ -49,6 +49,7 @@ def create_app(
     max_wait_ms: float = 10.0,
     max_queue: int = 256,
     max_beam_rows: int | None = None,
+    lanes: int | None = None,
 ) -> web.Application:
     """The worker application around a loaded engine; the scheduler runs while the app does."""
     limits = limits or Limits()
@@ -65,6 +66,7 @@ def create_app(
         max_wait_ms=max_wait_ms,
         max_queue=max_queue,
         max_beam_rows=max_beam_rows,
+        lanes=lanes,
         metrics=metrics,
     )
     app.router.add_post("/v1/chat/completions", chat_completions)

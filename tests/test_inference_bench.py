@@ -30,6 +30,8 @@ def test_bench_inference_prints_figures_and_json(capsys, via):
             "0",
             "--via",
             via,
+            "--lanes",
+            "1",
             "--json",
         ]
     )
@@ -39,7 +41,7 @@ def test_bench_inference_prints_figures_and_json(capsys, via):
     assert "throughput x" in "\n".join(out[:-1])
     assert (report["requests"], report["batched"]["replies"], report["sequential"]["replies"]) == (6, 6, 6)
     assert report["agreement"] == 1.0 and report["agreement_compared"] == 6  # greedy fp32: batched == alone
-    assert report["mean_batch_size"] > 1
+    assert report["mean_batch_size"] > 1 and report["lanes"] == 1
     assert report["throughput_ratio"] > 0 and report["p95_over_lone_p50"] > 0
     assert report["batched"]["mean_prompt_tokens"] == report["sequential"]["mean_prompt_tokens"]
 

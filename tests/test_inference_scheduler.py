@@ -46,7 +46,7 @@ def alone(engine, prompt: list[int], params: GenerationParams) -> list[int]:
 
 async def test_concurrent_requests_share_every_step_and_match_alone(causal):
     metrics = WorkerMetrics("tiny")
-    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50, metrics=metrics)
+    scheduler = Scheduler(causal, lanes=1, max_batch_size=8, max_wait_ms=50, metrics=metrics)
     prompts = [causal.prompt_ids(chat) for chat in CHATS]
     streamed: list[int] = []
     results = await asyncio.gather(
@@ -64,8 +64,32 @@ async def test_concurrent_requests_share_every_step_and_match_alone(causal):
     assert 'vllm:time_to_first_token_seconds_count{model_name="tiny"} 6.0' in text
 
 
+async def test_two_lanes_share_the_work_and_still_match_alone(engine):
+    scheduler = Scheduler(engine, lanes=2, max_batch_size=8, max_wait_ms=50)
+    prompts = [engine.prompt_ids(chat) for chat in CHATS]
+    results = await asyncio.gather(*(scheduler.generate(p, GREEDY) for p in prompts))
+    await scheduler.aclose()
+    assert [r.token_ids for r in results] == [alone(engine, p, GREEDY) for p in prompts]
+    # one lane would carry all six rows in each of 10 steps; two split them three and three
+    assert scheduler.batched_requests == 10 * len(prompts) and scheduler.batches >= 20
+
+
+async def test_a_seeded_reply_is_the_same_whatever_samples_in_the_other_lane(causal):
+    prompt = causal.prompt_ids(CHATS[0])
+    seeded = GenerationParams(temperature=0.9, top_k=50, seed=7, min_tokens=10, max_tokens=10)
+    unseeded = GenerationParams(temperature=0.9, top_k=50, min_tokens=40, max_tokens=40)
+    scheduler = Scheduler(causal, lanes=2, max_batch_size=8, max_wait_ms=0)
+    reference = await scheduler.generate(prompt, seeded)
+    others = [asyncio.create_task(scheduler.generate(p, unseeded)) for p in (prompt, prompt)]
+    await asyncio.sleep(0.01)  # the sampled rows are stepping in one lane; the seeded one runs in the other
+    beside = [await scheduler.generate(prompt, seeded) for _ in range(3)]
+    await asyncio.gather(*others)
+    await scheduler.aclose()
+    assert all(r.token_ids == reference.token_ids for r in beside)
+
+
 async def test_different_beam_settings_never_share_a_batch(causal):
-    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50)
+    scheduler = Scheduler(causal, lanes=1, max_batch_size=8, max_wait_ms=50)
     prompt = causal.prompt_ids(CHATS[0])
     three, two = (GenerationParams(temperature=0, num_beams=n, max_tokens=6) for n in (3, 2))
     await asyncio.gather(scheduler.generate(prompt, three), scheduler.generate(prompt, two))
@@ -75,7 +99,7 @@ async def test_different_beam_settings_never_share_a_batch(causal):
 
 
 async def test_greedy_and_sampled_rows_share_steps(causal):
-    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50)
+    scheduler = Scheduler(causal, lanes=1, max_batch_size=8, max_wait_ms=50)
     prompt = causal.prompt_ids(CHATS[0])
     sampled = GenerationParams(temperature=0.8, top_k=20, min_tokens=10, max_tokens=10)
     greedy, _ = await asyncio.gather(scheduler.generate(prompt, GREEDY), scheduler.generate(prompt, sampled))
@@ -85,7 +109,7 @@ async def test_greedy_and_sampled_rows_share_steps(causal):
 
 
 async def test_beam_batches_are_capped_in_hypotheses(causal):
-    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50, max_beam_rows=6)
+    scheduler = Scheduler(causal, lanes=1, max_batch_size=8, max_wait_ms=50, max_beam_rows=6)
     prompt = causal.prompt_ids(CHATS[0])
     beam = GenerationParams(temperature=0, num_beams=3, max_tokens=4)
     await asyncio.gather(*(scheduler.generate(prompt, beam) for _ in range(4)))
@@ -94,7 +118,7 @@ async def test_beam_batches_are_capped_in_hypotheses(causal):
 
 
 async def test_finished_row_leaves_the_batch_at_once(causal):
-    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50)
+    scheduler = Scheduler(causal, lanes=1, max_batch_size=8, max_wait_ms=50)
     prompt = causal.prompt_ids(CHATS[0])
     short, long = await asyncio.gather(
         scheduler.generate(prompt, GenerationParams(temperature=0, min_tokens=3, max_tokens=3)),
@@ -107,7 +131,7 @@ async def test_finished_row_leaves_the_batch_at_once(causal):
 
 
 async def test_request_joining_a_running_batch_matches_alone(engine):
-    scheduler = Scheduler(engine, max_batch_size=8, max_wait_ms=0)
+    scheduler = Scheduler(engine, lanes=1, max_batch_size=8, max_wait_ms=0)
     first, second = engine.prompt_ids(CHATS[5]), engine.prompt_ids(CHATS[1])
     halfway = asyncio.Event()
 
@@ -127,7 +151,7 @@ async def test_request_joining_a_running_batch_matches_alone(engine):
 
 
 async def test_cancelled_request_leaves_the_running_batch(causal):
-    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=0)
+    scheduler = Scheduler(causal, lanes=1, max_batch_size=8, max_wait_ms=0)
     prompt = causal.prompt_ids(CHATS[0])
     started = asyncio.Event()
     gone = asyncio.create_task(scheduler.generate(prompt, LONG, on_token=lambda _: started.set()))
@@ -140,7 +164,7 @@ async def test_cancelled_request_leaves_the_running_batch(causal):
 
 
 async def test_seeded_sampling_is_reproducible_under_load(causal):
-    scheduler = Scheduler(causal, max_batch_size=8, max_wait_ms=50)
+    scheduler = Scheduler(causal, lanes=1, max_batch_size=8, max_wait_ms=50)
     prompt = causal.prompt_ids(CHATS[2])
     seeded = GenerationParams(temperature=1.0, seed=11, min_tokens=8, max_tokens=8)
     alone = await scheduler.generate(prompt, seeded)
@@ -151,7 +175,7 @@ async def test_seeded_sampling_is_reproducible_under_load(causal):
 
 
 async def test_full_queue_is_refused_with_a_retry_hint(causal):
-    scheduler = Scheduler(causal, max_batch_size=1, max_wait_ms=0, max_queue=2)
+    scheduler = Scheduler(causal, lanes=1, max_batch_size=1, max_wait_ms=0, max_queue=2)
     prompt = causal.prompt_ids(CHATS[0])
     async with engine_held(scheduler, prompt) as (gate, running):
         queued = [asyncio.create_task(scheduler.generate(prompt, GREEDY)) for _ in range(2)]
@@ -166,7 +190,7 @@ async def test_full_queue_is_refused_with_a_retry_hint(causal):
 
 
 async def test_cancelled_caller_leaves_the_queue(causal):
-    scheduler = Scheduler(causal, max_batch_size=1, max_wait_ms=0)
+    scheduler = Scheduler(causal, lanes=1, max_batch_size=1, max_wait_ms=0)
     prompt = causal.prompt_ids(CHATS[0])
     async with engine_held(scheduler, prompt) as (gate, running):
         gone = asyncio.create_task(scheduler.generate(prompt, GREEDY))
@@ -182,7 +206,7 @@ async def test_cancelled_caller_leaves_the_queue(causal):
 
 
 async def test_closing_fails_queued_requests_and_refuses_new_ones(causal):
-    scheduler = Scheduler(causal, max_batch_size=1, max_wait_ms=0)
+    scheduler = Scheduler(causal, lanes=1, max_batch_size=1, max_wait_ms=0)
     prompt = causal.prompt_ids(CHATS[0])
     async with engine_held(scheduler, prompt) as (gate, running):
         queued = asyncio.create_task(scheduler.generate(prompt, GREEDY))
@@ -199,7 +223,7 @@ async def test_closing_fails_queued_requests_and_refuses_new_ones(causal):
 
 
 async def test_failed_batch_fails_its_requests_not_the_scheduler(causal):
-    scheduler = Scheduler(causal, max_batch_size=4, max_wait_ms=0)
+    scheduler = Scheduler(causal, lanes=1, max_batch_size=4, max_wait_ms=0)
     prompt = causal.prompt_ids(CHATS[0])
     with pytest.raises(IndexError):  # a token id outside the vocabulary breaks the embedding lookup
         await scheduler.generate([causal.model.config.vocab_size + 5], GREEDY)

@@ -115,7 +115,7 @@ async def test_bad_requests_get_openai_errors_and_the_worker_keeps_serving(tiny_
 
 async def test_overload_answers_429_with_retry_after(tiny_engines):  # noqa: F811
     engine = tiny_engines["causal"]
-    app = create_app(engine, model_name="tiny", max_batch_size=1, max_wait_ms=0, max_queue=1)
+    app = create_app(engine, model_name="tiny", max_batch_size=1, max_wait_ms=0, max_queue=1, lanes=1)
     async with running(app) as base, aiohttp.ClientSession() as http:
         url = base + "/v1/chat/completions"
         with Gate(engine) as gate:
@@ -137,7 +137,7 @@ async def test_overload_answers_429_with_retry_after(tiny_engines):  # noqa: F81
 
 async def test_disconnected_client_is_dropped_from_the_queue(tiny_engines):  # noqa: F811
     engine = tiny_engines["causal"]
-    app = create_app(engine, model_name="tiny", max_batch_size=1, max_wait_ms=0)
+    app = create_app(engine, model_name="tiny", max_batch_size=1, max_wait_ms=0, lanes=1)
     async with running(app) as base, aiohttp.ClientSession() as http:
         url = base + "/v1/chat/completions"
         with Gate(engine) as gate:
