@@ -64,14 +64,23 @@ async def test_concurrent_requests_share_every_step_and_match_alone(causal):
     assert 'vllm:time_to_first_token_seconds_count{model_name="tiny"} 6.0' in text
 
 
-async def test_two_lanes_share_the_work_and_still_match_alone(engine):
-    scheduler = Scheduler(engine, lanes=2, max_batch_size=8, max_wait_ms=50)
-    prompts = [engine.prompt_ids(chat) for chat in CHATS]
+async def test_two_lanes_share_many_requests_and_still_match_alone(engine):
+    scheduler = Scheduler(engine, lanes=2, max_batch_size=16, max_wait_ms=50)
+    prompts = [engine.prompt_ids(chat) for chat in CHATS * 3]  # 18 requests
     results = await asyncio.gather(*(scheduler.generate(p, GREEDY) for p in prompts))
     await scheduler.aclose()
     assert [r.token_ids for r in results] == [alone(engine, p, GREEDY) for p in prompts]
-    # one lane would carry all six rows in each of 10 steps; two split them three and three
+    # one lane would carry 16 rows a step; two split them nine and nine
     assert scheduler.batched_requests == 10 * len(prompts) and scheduler.batches >= 20
+
+
+async def test_a_few_requests_stay_in_one_lane(causal):
+    scheduler = Scheduler(causal, lanes=2, max_batch_size=16, max_wait_ms=50)
+    first = asyncio.create_task(scheduler.generate(causal.prompt_ids(CHATS[0]), LONG))
+    await asyncio.sleep(0.05)  # the first request is stepping; the next ones join its lane, not the idle one
+    await asyncio.gather(*(scheduler.generate(causal.prompt_ids(chat), GREEDY) for chat in CHATS[1:4]), first)
+    await scheduler.aclose()
+    assert scheduler.batches == 40  # every step was the one lane's: LONG's 40 steps carried the others too
 
 
 async def test_a_seeded_reply_is_the_same_whatever_samples_in_the_other_lane(causal):
