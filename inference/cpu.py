@@ -88,9 +88,11 @@ def fuse_gelu(model: nn.Module) -> int:
 def _attention_by_shape(module: nn.Module, query: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
     """One new token per row (a decoding step): the model's eager two matrix products, which take
     ~0.6x SDPA's time on that shape on CPU; a prompt (many tokens): SDPA. Both read an eager (additive)
-    mask. Chosen per call, not by flipping the shared config, so threads can run the model at once."""
-    if query.shape[2] == 1:
-        return sys.modules[type(module).__module__].eager_attention_forward(module, query, *args, **kwargs)
+    mask. Chosen per call, not by flipping the shared config, so threads can run the model at once.
+    A model whose code has no eager function of that name gets SDPA throughout."""
+    eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
+    if query.shape[2] == 1 and eager is not None:
+        return eager(module, query, *args, **kwargs)
     return sdpa_attention_forward(module, query, *args, **kwargs)
 
 

@@ -7,9 +7,9 @@ decoding settings shares a step. Beam search, seeded sampling (its seed must rep
 else runs) and other architectures run as static batches: one `generate` call per batch, formed
 when `max_batch_size` compatible requests are queued or the oldest has waited `max_wait_ms` (see
 `generation.batch_key`). The queue is served in order: a static request at its head runs in the
-first lane without running rows. A request whose
-caller gives up (client disconnected, timeout) is dropped from the queue or leaves the batch.
-When the queue is full new requests are refused with `Overloaded`. Beam search batches are also
+first lane without running rows. A request whose caller gives up (client disconnected, timeout)
+is dropped from the queue or leaves the batch. When the queue is full new requests are refused
+with `Overloaded`. Beam search batches are also
 capped in hypotheses (`max_beam_rows`): it copies its whole key/value cache every step to follow
 its beams, and on CPU a batch of more than about 40 hypotheses outgrows the processor cache and
 gets slower per request than running alone.
@@ -172,7 +172,7 @@ class Scheduler:
             ]
 
     async def aclose(self) -> None:
-        """Refuse new work, fail what is queued, let the running rows finish, stop the thread."""
+        """Refuse new work, fail what is queued, let the running rows finish, stop the lanes' threads."""
         self._closed = True
         while self._queue:
             job = self._queue.popleft()
