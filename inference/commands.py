@@ -11,6 +11,18 @@ import sys
 from inference.engine import DEFAULT_PREFIX_CACHE_MB, ModelLoadError, load_model
 from inference.schema import Limits
 
+
+def _count(text: str) -> int:
+    """A whole number of 1 or more, for argparse: a bad value is a usage error, not a traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 log = logging.getLogger(__name__)
 
 
@@ -20,7 +32,7 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     worker.add_argument("--host", default="127.0.0.1")
     worker.add_argument("--port", type=int, default=8000)
     worker.add_argument("--served-model-name", help="the name clients use (default: --model as given)")
-    worker.add_argument("--max-queue", type=int, default=256, help="queued requests before 429 (default 256)")
+    worker.add_argument("--max-queue", type=_count, default=256, help="queued requests before 429 (default 256)")
     defaults = Limits()
     worker.add_argument("--max-request-tokens", type=int, default=defaults.max_tokens, help="cap on max_tokens")
     worker.add_argument("--max-messages", type=int, default=defaults.max_messages)
@@ -30,7 +42,7 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
 
     inference = bench.add_parser("inference", help="batched serving vs one-at-a-time generate")
     _model_options(inference)
-    inference.add_argument("--concurrency", type=int, required=True, help="conversations talking at once")
+    inference.add_argument("--concurrency", type=_count, required=True, help="conversations talking at once")
     inference.add_argument("--turns", type=int, default=2, help="requests per conversation (default 2)")
     inference.add_argument("--max-tokens", type=int, default=32, help="reply length cap (default 32)")
     inference.add_argument(
@@ -80,13 +92,13 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         f" (causal models on CPU; 0 = off; default {DEFAULT_PREFIX_CACHE_MB:g})",
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
-    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-batch-size", type=_count, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a request waits for batch mates")
     parser.add_argument(
-        "--lanes", type=int, help="batches run side by side (default: one per torch thread on CPU, one elsewhere)"
+        "--lanes", type=_count, help="batches run side by side (default: one per torch thread on CPU, one elsewhere)"
     )
     parser.add_argument(
-        "--max-beam-rows", type=int, help="cap on beam hypotheses per batch (default 40 on CPU, none elsewhere)"
+        "--max-beam-rows", type=_count, help="cap on beam hypotheses per batch (default 40 on CPU, none elsewhere)"
     )
 
 

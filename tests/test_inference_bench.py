@@ -64,3 +64,14 @@ def test_baseline_sample_holds_every_turn_in_each_half():
 def test_conversations_past_the_bundled_chats_are_all_distinct():
     workload = build_workload(64, 2)
     assert len({tuple(m.content for m in request) for request in workload.requests}) == len(workload.requests)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--lanes", "0", "must be at least 1, not 0"), ("--max-batch-size", "many", "'many' is not a whole number")],
+)
+def test_bad_counts_are_usage_errors_not_tracebacks(capsys, option, value, message):
+    with pytest.raises(SystemExit) as stopped:
+        main(["bench", "inference", "--model", "random:tiny-causal", "--concurrency", "2", option, value])
+    assert stopped.value.code == 2
+    assert f"argument {option}: {message}" in capsys.readouterr().err
