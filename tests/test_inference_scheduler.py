@@ -77,7 +77,8 @@ async def test_two_lanes_share_many_requests_and_still_match_alone(engine):
 async def test_a_few_requests_stay_in_one_lane(causal):
     scheduler = Scheduler(causal, lanes=2, max_batch_size=16, max_wait_ms=50)
     first = asyncio.create_task(scheduler.generate(causal.prompt_ids(CHATS[0]), LONG))
-    await asyncio.sleep(0.05)  # the first request is stepping; the next ones join its lane, not the idle one
+    while not scheduler.running:  # the first request is stepping; the next ones join its lane, not the idle one
+        await asyncio.sleep(0.001)
     await asyncio.gather(*(scheduler.generate(causal.prompt_ids(chat), GREEDY) for chat in CHATS[1:4]), first)
     await scheduler.aclose()
     assert scheduler.batches == 40  # every step was the one lane's: LONG's 40 steps carried the others too
