@@ -36,3 +36,5 @@ def test_bench_bot_runs_and_prints_json(capsys: pytest.CaptureFixture[str]) -> N
     for phase in (sqlite["fast"], sqlite["at_20_per_s"]):
         assert phase["failed"] == 0 and phase["answered"] == phase["sent"] > 0
     assert sqlite["one_update_alone"]["transactions"] >= 1  # the turn really ran against the database
+    cores = sqlite["fast"]["cpu_cores"]  # who used the CPU: the service, and the load process by its pid
+    assert cores["service"] > 0 and "load generator" in cores and "PostgreSQL" not in cores

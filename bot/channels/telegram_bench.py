@@ -29,8 +29,11 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import REGISTRY
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 
 from bot.settings import Settings
+from bot.testing.cpu_share import CpuShare
+from bot.testing.cpu_share import describe as describe_cores
 from db import scratch
 from inference.api import ChatMessage, Completion, GenerationParams
 
@@ -38,6 +41,7 @@ TOKEN = "100000:benchTOKENbenchTOKENbenchTOKENbench"
 SECRET = "bench-secret"
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 TARGET_UPDATES_S, TARGET_P99_MS = 300.0, 50.0
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", None})  # None: a Unix socket
 
 
 class InstantBackend:
@@ -212,7 +216,11 @@ async def _alone(bot: BotUnderTest, load: Connection, common: dict[str, Any], se
     }
 
 
-async def _measure(database_url: str, api_url: str, load: Connection, args: argparse.Namespace) -> dict[str, Any]:
+async def _measure(
+    database_url: str, api_url: str, load: Connection, load_pid: int | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    url = make_url(database_url)
+    share = CpuShare(load_pid, postgres=url.get_backend_name() == "postgresql" and url.host in LOCAL_HOSTS)
     async with BotUnderTest(database_url, api_url, channel_only=args.channel_only) as bot:
         common = {"url": bot.url, "chats": args.chats}
         # Warm-up, and the steady state of a running bot: every chat has written before.
@@ -221,16 +229,19 @@ async def _measure(database_url: str, api_url: str, load: Connection, args: argp
         cpu, profile = time.process_time(), cProfile.Profile(time.thread_time) if args.profile else None
         if profile:
             profile.enable()
+        share.start()
         fast = await _phase(
             load, {"kind": "closed", "connections": args.connections, "seconds": args.seconds, **common}
         )
+        cores = share.stop()
         if profile:
             profile.disable()
         cpu = time.process_time() - cpu
         steady = await _phase(load, {"kind": "open", "rate": args.rate, "seconds": args.seconds, **common})
     result = {
         "updates_per_s": round(fast["answered"] / fast["elapsed_s"], 1),
-        "fast": _latency(fast) | {"service_cpu_ms_per_update": round(1000 * cpu / max(fast["answered"], 1), 2)},
+        "fast": _latency(fast)
+        | {"service_cpu_ms_per_update": round(1000 * cpu / max(fast["answered"], 1), 2), "cpu_cores": cores},
         f"at_{args.rate:g}_per_s": _latency(steady) | {"max_send_lag_ms": round(steady["max_send_lag_ms"], 1)},
         "one_update_alone": alone,
         "load_average": round(os.getloadavg()[0], 2),
@@ -252,13 +263,13 @@ def _latency(phase: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _run(args: argparse.Namespace, load: Connection, api_url: str) -> dict[str, Any]:
+async def _run(args: argparse.Namespace, load: Connection, load_pid: int | None, api_url: str) -> dict[str, Any]:
     results: dict[str, Any] = {}
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     for kind in kinds:
         print(f"{kind}: load average {os.getloadavg()[0]:.2f} before the run", flush=True)
         async with scratch.bench_database(kind, args.postgres_url) as url:
-            results[kind] = await _measure(url, api_url, load, args)
+            results[kind] = await _measure(url, api_url, load, load_pid, args)
         _report(kind, results[kind], args.rate)
     return results
 
@@ -271,6 +282,7 @@ def _report(kind: str, result: dict[str, Any], rate: float) -> None:
         f"under that load p50 {fast['p50_ms']:.1f} ms, p99 {fast['p99_ms']:.1f} ms, "
         f"service CPU {fast['service_cpu_ms_per_update']} ms per update"
     )
+    print(f"  CPU during that phase: {describe_cores(fast['cpu_cores'])}")
     verdict = "meets" if steady["p99_ms"] <= TARGET_P99_MS else "misses"
     print(
         f"  at {rate:g} updates/s: p50 {steady['p50_ms']:.1f} ms, p99 {steady['p99_ms']:.1f} ms "
@@ -303,7 +315,7 @@ def bench(args: argparse.Namespace) -> int:
     there.close()  # only the child holds its end now: if it dies, recv() here raises EOFError instead of hanging
     try:
         api_url = here.recv()
-        results = asyncio.run(_run(args, here, api_url))
+        results = asyncio.run(_run(args, here, telegram.pid, api_url))
         here.send(None)
     finally:
         telegram.join(timeout=10)
