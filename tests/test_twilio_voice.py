@@ -15,7 +15,7 @@ from bot.settings import Settings
 from db import crypto
 from db.models import AuditEvent, Conversation, ConversationStatus, Escalation, Message, Role, User
 from tests.doubles import EchoBackend
-from tests.twilio_fake import CRISIS_WORDS, UA_NUMBER, Call, phone_line, query, twilio_settings
+from tests.twilio_fake import CRISIS_WORDS, UA_NUMBER, Call, crisis_layer, phone_line, query, twilio_settings
 
 TEXTS = phone_texts()
 HOTLINE = "+380800500335"
@@ -228,6 +228,36 @@ async def test_a_crisis_behind_a_slow_turn_is_not_held(settings: Settings) -> No
                 break
             await asyncio.sleep(0.1)
         assert await line.count(Escalation) == 1
+
+
+class _AssessWatch:
+    """The real crisis layer, noting for each full `assess` whether it ran on the event loop's thread."""
+
+    def __init__(self) -> None:
+        self.layer = crisis_layer()
+        self.on_event_loop: list[bool] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.layer, name)
+
+    def assess(self, text: str, recent: object) -> object:
+        try:
+            asyncio.get_running_loop()
+            self.on_event_loop.append(True)
+        except RuntimeError:
+            self.on_event_loop.append(False)
+        return self.layer.assess(text, recent)
+
+
+async def test_the_full_crisis_check_of_a_slow_turn_runs_off_the_event_loop(settings: Settings) -> None:
+    """Its slow components take tens of ms of CPU: on the loop they would stall every other turn."""
+    watch = _AssessWatch()
+    configured = twilio_settings(settings, hotline_number=HOTLINE, twilio_hold_after_s=0.1)
+    async with phone_line(configured, backend=EchoBackend(delay=1), safety=watch) as line:
+        call = Call(line.twilio)
+        held = await call.say(await call.start(), "I just need to talk")
+        assert held.said() == [TEXTS.holding("uk", 0)]
+        assert watch.on_event_loop == [False]
 
 
 async def test_call_end_is_recorded_and_closes_the_conversation_and_a_second_call_continues(settings: Settings) -> None:

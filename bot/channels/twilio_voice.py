@@ -7,6 +7,7 @@ language) travels in the action URLs, which Twilio signs, so any replica can ans
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -135,7 +136,8 @@ class VoiceLine:
         if result is not None:
             return self._reply(result, state)
         # The turn is slow (a busy model, or an earlier turn ahead of it): a crisis must not wait for it.
-        assessment = self.dialogue.safety.assess(speech, ())
+        # Every component reads it, the slow ones too (tens of ms of CPU): in a thread, not on the event loop.
+        assessment = await asyncio.to_thread(self.dialogue.safety.assess, speech, ())
         if assessment.level >= Level.CONCERN:
             safe = self.dialogue.safety.safe_reply(assessment, state.lang, caller.country)
             return self._crisis(safe.text, state.next_turn())
