@@ -1,6 +1,6 @@
 # The two commands of the README. Each does the whole set-up idempotently, then runs.
 #   make run   - set up, build the demo model if missing, migrate, serve on http://127.0.0.1:8080
-#   make test  - set up, build the demo model if missing, run the whole test suite
+#   make test  - set up, build the demo model if missing, lint, run the whole test suite
 
 PYTHON ?= python3.11
 VENV   := .venv
@@ -8,14 +8,18 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 DEMO   := var/models/demo
 
-.PHONY: run test chat setup demo-model clean
+.PHONY: run test lint chat setup demo-model clean
 
 run: setup demo-model
 	$(BIN)/supportbot db upgrade
 	$(BIN)/supportbot serve
 
-test: setup demo-model
+test: setup demo-model lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 chat: setup demo-model
 	$(BIN)/supportbot chat

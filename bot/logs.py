@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import logging
 
-_NOISY = ("aiosqlite", "sqlalchemy.engine", "alembic", "httpx", "httpcore", "telegram.ext.Updater", "aiohttp.access", "twilio.http_client", "asyncio")
+_NOISY = (
+    "aiosqlite",
+    "sqlalchemy.engine",
+    "alembic",
+    "httpx",
+    "httpcore",
+    "telegram.ext.Updater",
+    "aiohttp.access",
+    "twilio.http_client",
+    "asyncio",
+)
 
 
 def configure(level: str = "INFO") -> None:

@@ -12,7 +12,9 @@ TURN_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 MODEL_SECONDS = Histogram(
-    "supportbot_model_seconds", "Time the inference backend took for one reply", buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+    "supportbot_model_seconds",
+    "Time the inference backend took for one reply",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 ASSESSMENTS = Counter("supportbot_crisis_assessments_total", "Crisis layer verdicts by level", ["level"])
 SECOND_LOOKS = Counter(

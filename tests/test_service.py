@@ -1,4 +1,5 @@
-"""The bot process: start-up errors, /healthz and /metrics, the terminal chat surviving a restart, encryption at rest."""
+"""The bot process: start-up errors, /healthz and /metrics, the terminal chat surviving a restart, encryption
+at rest."""
 
 from __future__ import annotations
 

@@ -68,7 +68,6 @@ class PendingTurns:
         asyncio.get_running_loop().call_later(KEEP_FINISHED_S, self._tasks.pop, key, None)
 
 
-
 async def _within(task: asyncio.Task[TurnResult], wait_s: float | None) -> TurnResult | None:
     done, _ = await asyncio.wait({task}, timeout=wait_s)
     return task.result() if done else None
