@@ -65,6 +65,6 @@ class CpuShare:
 
 
 def describe(cores: dict[str, float]) -> str:
-    """One line: "service 0.81, PostgreSQL 0.15, ... (cores of 2)"."""
+    """One line: "service 0.81, PostgreSQL 0.15, ... (cores busy, of 2)"."""
     shares = ", ".join(f"{group} {busy:.2f}" for group, busy in cores.items())
     return f"{shares} (cores busy, of {os.cpu_count()})"
