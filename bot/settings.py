@@ -95,7 +95,7 @@ class Settings(BaseSettings):
         0.04,
         ge=0,
         le=10,
-        description="how long a ready reply waits for the slow crisis components (a lone check takes ~30 ms)",
+        description="how long a ready reply waits for the slow crisis components (a lone check takes ~15 ms)",
     )
     crisis_second_look_workers: int = Field(1, ge=1, le=64, description="processes running the slow crisis components")
     crisis_second_look_queue: int = Field(

@@ -4,13 +4,16 @@ turn does with a verdict that comes in time, late, or never (SQLite and PostgreS
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import select
+from threadpoolctl import threadpool_info
 
 from bot import dialogue as dialogue_module
 from bot.alerts import Alert
@@ -55,6 +58,30 @@ class GatedComponent:
         if text == "kill the worker":
             os._exit(1)  # what the out-of-memory killer would do
         return CONCERN if "risk" in text else None
+
+
+@dataclass
+class BlasProbe:
+    """A slow component that notes how many threads the BLAS libraries of its process may use. Its array,
+    like the embedding head's weights, makes the worker import numpy (and its BLAS) before it starts."""
+
+    folder: Path
+    weights: np.ndarray = field(default_factory=lambda: np.ones(4))
+    name: str = "blas"
+    slow: bool = True
+
+    def assess(self, text: str, recent: Sequence[str], rule_level: Level) -> Assessment | None:
+        threads = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        (self.folder / "blas").write_text(json.dumps(threads))
+        return None
+
+
+async def test_the_worker_keeps_blas_to_one_thread(tmp_path: Path) -> None:
+    """A second BLAS thread spun on the other core after every check, at full priority."""
+    look = SecondLook([BlasProbe(tmp_path)])
+    assert await look.ask("hello", [], QUICK, 0.0) is None
+    look.close()
+    assert json.loads((tmp_path / "blas").read_text()) == [1]
 
 
 async def test_waiting_checks_run_riskiest_first(tmp_path: Path) -> None:

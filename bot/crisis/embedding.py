@@ -9,7 +9,7 @@ on our labelled files, says whether it reads as crisis. Like the n-gram model it
 message to `concern` and never lowers the rules; it is asked only when the rules (and cheaper
 components) stayed below `concern`, and any failure means "rules only" (the detector catches it).
 
-One embedding costs ~20-40 ms of CPU on this project's 2-core reference machine; the engine
+One embedding costs ~15 ms of CPU on this project's 2-core reference machine; the engine
 releases the GIL, and one engine is kept per thread, so callers may run `assess` in a thread.
 """
 

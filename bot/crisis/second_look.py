@@ -1,7 +1,7 @@
 """The slow learned components, kept off the turn's critical path: a bounded queue, riskiest first.
 
-The embedding model reads meaning the rules and the n-gram model miss, but one check costs ~30 ms
-of CPU here, so one worker checks about 33 messages a second. Asked inside every turn, a burst
+The embedding model reads meaning the rules and the n-gram model miss, but one check costs ~15 ms
+of CPU here, so one worker checks about 60 messages a second. Asked inside every turn, a burst
 above that made every reply wait behind the queue, crisis replies caught by the rules included
 (`bench bot`: p99 13 s at 100 messages/s, and growing). Here each check is queued with a priority
 (the quick components' risk score) and runs in worker processes at a lower CPU priority (a thread
@@ -27,6 +27,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
+from threadpoolctl import threadpool_limits
+
 from bot import metrics
 from bot.crisis.learned import Component, ask
 from bot.crisis.levels import Assessment, Level
@@ -41,6 +43,12 @@ _components: tuple[Component, ...] = ()  # in a worker process: what it checks w
 def _start_worker(components: tuple[Component, ...]) -> None:
     global _components
     _components = components
+    # One BLAS thread. numpy's OpenBLAS started a helper thread when it was imported (unpickling the components
+    # imports it), before the nice below, which Linux applies per thread: after every check's small matrix
+    # products it spun on the other core at full priority, taking half of each check's CPU and slowing what
+    # else ran there (PostgreSQL's commits beside a busy worker: 0.2 -> 2 ms).
+    threadpool_limits(limits=1, user_api="blas")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # and for one loaded later
     with contextlib.suppress(AttributeError, OSError):  # os.nice is POSIX only
         os.nice(NICENESS)
 
