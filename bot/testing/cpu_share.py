@@ -3,7 +3,7 @@ PostgreSQL server, the load generator.
 
 On a small machine they all share the cores, so a throughput figure is only readable beside this
 split: on the 2-core reference machine the crisis layer's second-look worker, which takes whatever
-CPU it can get while checks wait, used most of a core during `bench bot`'s fast phase.
+CPU it can get while checks wait, used up to 0.8 of a core during `bench bot`'s fast phase.
 """
 
 from __future__ import annotations
