@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import time
+from dataclasses import asdict
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,7 @@ from bot.channels.telegram_webhook import SECRET_HEADER
 from bot.settings import Settings
 from bot.testing.fake_bot_api import FakeBotAPI, message_update
 from db import scratch
+from inference.host import this_host
 
 OPERATOR_CHAT = -1_000_000_001
 TARGET_MS = 2000.0
@@ -150,9 +152,11 @@ def _report(kind: str, result: dict[str, Any]) -> None:
 
 
 def bench(args: argparse.Namespace) -> int:
+    host = this_host()
+    print(f"host: {host.describe()}", flush=True)
     results = asyncio.run(_run(args))
     if args.json:
-        print(json.dumps({"bench": "crisis", "target_ms": TARGET_MS, **results}))
+        print(json.dumps({"bench": "crisis", "target_ms": TARGET_MS, "host": asdict(host), **results}))
     return 0
 
 

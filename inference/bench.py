@@ -31,6 +31,7 @@ from tqdm import tqdm
 from inference.api import ChatMessage, GenerationParams
 from inference.client import OpenAIChatClient
 from inference.engine import Engine, Generated
+from inference.host import Host, this_host
 from inference.scheduler import Scheduler, default_lanes
 from inference.server import SCHEDULER, create_app
 from inference.synthetic import sample_conversations
@@ -325,6 +326,7 @@ def bench(
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(),
+        "host": asdict(this_host()),
     }
     if continuous:
         if engine.family != "causal":
@@ -371,4 +373,5 @@ def render(report: dict[str, Any]) -> str:
         f"{r['threads']} torch threads; process CPU seconds per reply: sequential/batched = x{r['cpu_ratio']};"
         f" load average before {r['load_before']} after {r['load_after']} on {r['cpu_count']} CPUs"
     )
+    lines.append(f"host: {Host(**r['host']).describe()}")
     return "\n".join(lines)

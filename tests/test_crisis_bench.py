@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bot import crisis_bench
+from inference.host import this_host
 from tests.conftest import POSTGRES_URL
 
 
@@ -23,7 +24,9 @@ def test_bench_crisis_answers_every_message_safely_and_alerts(
     crisis_bench.register(argparse.ArgumentParser().add_subparsers(), bench.add_subparsers())
     args = bench.parse_args(argv)
     assert args.func(args) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])[database]
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0] == f"host: {this_host().describe()}" and json.loads(out[-1])["host"]["processor"]
+    result = json.loads(out[-1])[database]
     assert result["messages"] == 4 and result["replies_without_helpline"] == 0
     assert 0 < result["reply_ms"]["p50"] <= result["reply_ms"]["max"]
     assert 0 < result["alert_ms"]["p50"] <= result["alert_ms"]["max"]

@@ -8,6 +8,7 @@ import pytest
 
 from bot.cli import main
 from inference.bench import baseline_sample, build_workload
+from inference.host import this_host
 
 
 @pytest.mark.parametrize("via", ["http", "inprocess"])
@@ -39,6 +40,7 @@ def test_bench_inference_prints_figures_and_json(capsys, via):
     assert code == 0
     report = json.loads(out[-1])
     assert "throughput x" in "\n".join(out[:-1])
+    assert f"host: {this_host().describe()}" in out and report["host"]["cpus"] >= 1
     assert (report["requests"], report["batched"]["replies"], report["sequential"]["replies"]) == (6, 6, 6)
     assert report["agreement"] == 1.0 and report["agreement_compared"] == 6  # greedy fp32: batched == alone
     assert report["mean_batch_size"] > 1 and report["lanes"] == 1

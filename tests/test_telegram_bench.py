@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bot.channels import telegram_bench
+from inference.host import this_host
 
 
 def test_bench_bot_runs_and_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -30,7 +31,9 @@ def test_bench_bot_runs_and_prints_json(capsys: pytest.CaptureFixture[str]) -> N
         ]
     )
     assert args.func(args) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
+    assert out[0] == f"host: {this_host().describe()}" and result["host"]["processor"]
     sqlite = result["sqlite"]
     assert sqlite["updates_per_s"] > 0
     for phase in (sqlite["fast"], sqlite["at_20_per_s"]):

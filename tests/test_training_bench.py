@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from inference.host import this_host
 from tests.training_fixtures import tiny_config_file
 
 
@@ -16,6 +17,7 @@ def test_bench_train_json_has_all_figures(tmp_path: Path, capsys: pytest.Capture
     assert main(["bench", "train", "--config", str(path), "--steps", "2", "--quality-steps", "4", "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])
+    assert f"  host: {this_host().describe()}" in out and result["host"]["processor"]
     throughput = result["throughput"]
     assert set(throughput) == {"token_budget", "fixed_longest", "fixed_128"}
     for figures in throughput.values():

@@ -9,6 +9,7 @@ import pytest
 
 from bot.channels.twilio_bench import percentile
 from bot.cli import main
+from inference.host import this_host
 
 
 def test_the_bench_drives_whole_calls_and_prints_json_last(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -17,6 +18,7 @@ def test_the_bench_drives_whole_calls_and_prints_json_last(capsys: pytest.Captur
     out = capsys.readouterr().out.strip().splitlines()
     report = json.loads(out[-1])
     assert "TwiML response" in out[1] and report["model"] == "random:tiny-causal"
+    assert f"host: {this_host().describe()}" in out and report["host"]["processor"]
     routes = report["routes"]
     assert routes["voice"]["n"] == 2 and routes["voice/gather"]["n"] == 4 and routes["voice/status"]["n"] == 2
     assert report["twiml"]["n"] == sum(route["n"] for route in routes.values())

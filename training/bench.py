@@ -19,13 +19,14 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback
 
+from inference.host import Host, this_host
 from training.batching import BatchPlan, padding_fraction
 from training.collate import Collator
 from training.config import RunConfig
@@ -235,6 +236,7 @@ def run_bench(config: RunConfig, steps: int, quality_steps: int) -> dict[str, An
     if quality_steps:
         result["quality"] = _quality(p, start, quality_steps, result["fixed_batch_size"])
     result["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
+    result["host"] = asdict(this_host())
     return result
 
 
@@ -263,4 +265,5 @@ def report(result: dict[str, Any]) -> str:
         )
     load = result["load_average"]
     lines.append(f"  load average (1 min): {load['before']:.2f} before, {load['after']:.2f} after")
+    lines.append(f"  host: {Host(**result['host']).describe()}")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -36,6 +36,7 @@ from bot.testing.cpu_share import CpuShare
 from bot.testing.cpu_share import describe as describe_cores
 from db import scratch
 from inference.api import ChatMessage, Completion, GenerationParams
+from inference.host import this_host
 
 TOKEN = "100000:benchTOKENbenchTOKENbenchTOKENbench"
 SECRET = "bench-secret"
@@ -308,6 +309,8 @@ def _report(kind: str, result: dict[str, Any], rate: float) -> None:
 def bench(args: argparse.Namespace) -> int:
     from bot.testing import telegram_load
 
+    host = this_host()
+    print(f"host: {host.describe()}", flush=True)
     context = multiprocessing.get_context("spawn")
     here, there = context.Pipe()
     telegram = context.Process(target=telegram_load.serve, args=(there, TOKEN, SECRET), daemon=True)
@@ -324,7 +327,12 @@ def bench(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"bench": "bot", "targets": {"updates_per_s": TARGET_UPDATES_S, "p99_ms": TARGET_P99_MS}, **results}
+                {
+                    "bench": "bot",
+                    "targets": {"updates_per_s": TARGET_UPDATES_S, "p99_ms": TARGET_P99_MS},
+                    "host": asdict(host),
+                    **results,
+                }
             )
         )
     return 0

@@ -19,7 +19,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -30,6 +30,7 @@ from tqdm import tqdm
 from twilio.request_validator import RequestValidator
 
 from bot.settings import Settings, SettingsError, load_settings
+from inference.host import Host, this_host
 
 TARGET_P95_S = 1.5
 _SID, _TOKEN = "AC" + "0" * 32, "bench-auth-token"
@@ -171,6 +172,7 @@ async def _bench(settings: Settings, calls: int, turns: int, concurrency: int) -
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(),
+        "host": asdict(this_host()),
     }
 
 
@@ -195,6 +197,7 @@ def _render(report: dict[str, Any]) -> str:
     lines.append(
         f"load average before {report['load_before']} after {report['load_after']} on {report['cpu_count']} CPUs"
     )
+    lines.append(f"host: {Host(**report['host']).describe()}")
     return "\n".join(lines)
 
 
