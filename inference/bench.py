@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from inference.api import ChatMessage, GenerationParams
 from inference.client import OpenAIChatClient
+from inference.cpu import release_openmp_workers
 from inference.engine import Engine, Generated
 from inference.host import Host, this_host
 from inference.scheduler import Scheduler, default_lanes
@@ -244,6 +245,7 @@ def run_sequential(
         into.results[i] = engine.generate_plain(prompts[i], *engine.request(params, len(prompts[i])), seed=params.seed)
         into.latencies.append(time.perf_counter() - started)
         into.cpu += time.process_time() - cpu
+    release_openmp_workers()  # as in a worker, whose main thread does not run the model
 
 
 def run_continuous(engine: Engine, workload: Workload, params: GenerationParams) -> Figures:

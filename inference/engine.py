@@ -54,7 +54,14 @@ from transformers.generation.streamers import BaseStreamer
 
 from inference.api import ChatMessage, GenerationParams
 from inference.batch import CrossAttentionCache, Row, RunningBatch, SelfAttentionCache
-from inference.cpu import fuse_gelu, pack_linears, packing_available, quantize_int8, use_cpu_attention
+from inference.cpu import (
+    fuse_gelu,
+    pack_linears,
+    packing_available,
+    quantize_int8,
+    release_openmp_workers,
+    use_cpu_attention,
+)
 from inference.device import pick_device, pick_dtype
 from inference.generation import apply_family_defaults, request_config
 from inference.prefix import PrefixCache, States
@@ -486,6 +493,7 @@ def load_model(
             network = quantize_int8(network)
         elif packing_available():
             pack_linears(network)
+        release_openmp_workers()  # idle, the loading thread's workers would slow the threads that run the model
     log.info(
         "loaded %s (%s) on %s as %s%s", model, family_of(network.config), target, precision, " int8" if int8 else ""
     )
