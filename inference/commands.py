@@ -95,7 +95,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-size", type=_count, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a request waits for batch mates")
     parser.add_argument(
-        "--lanes", type=_count, help="batches run side by side (default: one per torch thread on CPU, one elsewhere)"
+        "--lanes", type=_count, help="batches run side by side, splitting the torch threads evenly (default 1)"
     )
     parser.add_argument(
         "--max-beam-rows", type=_count, help="cap on beam hypotheses per batch (default 40 on CPU, none elsewhere)"

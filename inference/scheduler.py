@@ -16,10 +16,11 @@ gets slower per request than running alone.
 
 Work runs in lanes: each has its own running batch, its own thread that runs the model, and an
 asyncio task that decides who is in its batch, so the event loop keeps answering HTTP while the
-model works. On GPUs one lane fills the device. On CPU a decoding step of a few dozen rows leaves
-cores idle between its many small kernels (a 32-row DialoGPT batch on 2 threads kept 1.3 of 2
-cores busy), so there is one lane per core, each on one thread, sharing the queue fairly; a lane
-that works alone uses every core.
+model works. By default there is one lane, on every torch thread. Several lanes (`lanes`) split
+the threads evenly, for good: on 2 cores two one-thread lanes served DialoGPT no faster than one
+two-thread lane at 16 and 32 conversations (`bench inference --lanes`), and a lane that took
+every thread while the others idled would, when another started, leave three busy threads on two
+cores, each parallel region waiting for a descheduled one.
 
 Transformers' continuous batching (`generate_batch`, `ContinuousBatchingManager`) was measured
 against static batching on CPU and lost (see `bench inference --continuous-batching`: given all
@@ -51,9 +52,6 @@ log = logging.getLogger(__name__)
 
 TokenSink = Callable[[int], None]  # receives each generated token id, on the event loop
 CPU_BEAM_ROWS = 40
-# A lane takes at least this many rows before the next lane gets any: a few rows on one thread use
-# a core worse than the same rows on every thread in one lane (bench inference, 4 conversations).
-LANE_MIN_ROWS = 8
 
 
 class Overloaded(Exception):
@@ -85,8 +83,8 @@ class _Job:
 
 
 def default_lanes(device: torch.device) -> int:
-    """One lane per torch thread on CPU (each then runs on one), one on an accelerator."""
-    return torch.get_num_threads() if device.type == "cpu" else 1
+    """One lane, on every torch thread (see the module's docstring for why not more on CPU)."""
+    return 1
 
 
 @dataclass(eq=False)
@@ -101,10 +99,6 @@ class _Lane:
     @property
     def rows(self) -> int:
         return len(self.batch) + self.joining
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.rows or self.static_rows)
 
 
 class Scheduler:
@@ -132,15 +126,15 @@ class Scheduler:
         self.metrics = metrics
         self._queue: deque[_Job] = deque()
         self._arrival = asyncio.Event()
-        cpu = engine.device.type == "cpu"
         count = lanes or default_lanes(engine.device)
         self._lanes = [
             _Lane(engine.new_batch(max_batch_size), ThreadPoolExecutor(1, thread_name_prefix=f"generate-{i}"))
             for i in range(count)
         ]
-        # torch threads for a lane's work: all while it works alone, its share while others work too
-        # (torch.set_num_threads holds for the calling thread only); None: not the CPU's business.
-        self._threads = (torch.get_num_threads(), max(1, torch.get_num_threads() // count)) if cpu else None
+        # Each lane's torch threads: an even share, set in its own thread (torch.set_num_threads holds
+        # for the calling thread only). A thread's OpenMP workers outlive its work, so lanes that
+        # changed their share would leave more workers than cores (see inference.cpu).
+        self._threads = max(1, torch.get_num_threads() // count)
         self._tasks: list[asyncio.Task[None]] = []
         self._batch_seconds = 1.0  # moving average of a batch's (or a row's) duration, for Retry-After
         self._closed = False
@@ -158,6 +152,11 @@ class Scheduler:
     @property
     def lanes(self) -> int:
         return len(self._lanes)
+
+    @property
+    def lane_threads(self) -> int:
+        """Torch threads each lane runs on."""
+        return self._threads
 
     @property
     def closed(self) -> bool:
@@ -236,14 +235,10 @@ class Scheduler:
     def _admit(self, lane: _Lane) -> list[_Job]:
         """Queued steppable requests that join this lane at its step boundary, in arrival order up to
         a static request (which waits for a lane without running rows) or the lane's share: its part
-        of all queued and running requests, at least LANE_MIN_ROWS, at most a full batch. An idle lane
-        leaves newcomers to a lane with fewer than LANE_MIN_ROWS rows; what is left wakes the others."""
+        of all queued and running requests, at most a full batch. What is left wakes the others."""
         while self._queue and self._queue[0].future.done():
             self._queue.popleft()
-        if not lane.rows and any(0 < other.rows < LANE_MIN_ROWS for other in self._lanes):
-            return []
-        fair = math.ceil((len(self._queue) + self.running) / len(self._lanes))
-        share = min(self.max_batch_size, max(fair, LANE_MIN_ROWS))
+        share = min(self.max_batch_size, math.ceil((len(self._queue) + self.running) / len(self._lanes)))
         joining: list[_Job] = []
         while self._queue and len(lane.batch) + len(joining) < share and not self._closed:
             head = self._queue[0]
@@ -257,12 +252,6 @@ class Scheduler:
             self._arrival.set()
         return joining
 
-    def _threads_for(self, lane: _Lane) -> int | None:
-        if self._threads is None:
-            return None
-        alone = not any(other.busy for other in self._lanes if other is not lane)
-        return self._threads[0] if alone else self._threads[1]
-
     async def _step(self, lane: _Lane, joining: list[_Job]) -> None:
         """Newcomers join, one step runs, finished and abandoned rows leave; results go out."""
         started = time.perf_counter()
@@ -273,8 +262,7 @@ class Scheduler:
         self._gauge()
         loop = asyncio.get_running_loop()
         try:
-            threads = self._threads_for(lane)
-            tokens, failed = await loop.run_in_executor(lane.executor, self._advance, lane.batch, joining, threads)
+            tokens, failed = await loop.run_in_executor(lane.executor, self._advance, lane.batch, joining)
         except Exception as exc:  # a failed step fails its rows, not the worker
             log.exception("a decoding step failed for %d rows", len(lane.batch))
             for job in [row.tag for row in lane.batch.rows] + joining:
@@ -303,12 +291,11 @@ class Scheduler:
         self._gauge()
 
     def _advance(
-        self, batch: RunningBatch, joining: list[_Job], threads: int | None
+        self, batch: RunningBatch, joining: list[_Job]
     ) -> tuple[list[tuple[Row, int]], list[tuple[_Job, Exception]]]:
         """In the lane's thread: abandoned rows leave, newcomers are prefilled, one step runs and
         finished rows leave. Returns each stepped row with its token, and newcomers that failed."""
-        if threads is not None:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(self._threads)
         for row in [row for row in batch.rows if row.tag.future.done()]:
             batch.remove(row)
         failed = []
@@ -339,7 +326,7 @@ class Scheduler:
             for job in batch:
                 self.metrics.queue_time.observe(started - job.arrived)
         try:
-            results = await loop.run_in_executor(lane.executor, self._run, batch, loop, self._threads_for(lane))
+            results = await loop.run_in_executor(lane.executor, self._run, batch, loop)
         except Exception as exc:  # a failed batch fails its requests, not the worker
             log.exception("generation failed for a batch of %d", len(batch))
             for job in batch:
@@ -389,10 +376,9 @@ class Scheduler:
             return [head]
         return [job for job in self._queue if job.key == head.key and not job.future.done()]
 
-    def _run(self, batch: list[_Job], loop: asyncio.AbstractEventLoop, threads: int | None) -> list[Generated]:
+    def _run(self, batch: list[_Job], loop: asyncio.AbstractEventLoop) -> list[Generated]:
         """In the lane's thread: one generate call; token callbacks hop back to the loop."""
-        if threads is not None:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(self._threads)
         head = batch[0]
 
         def on_token(row: int, token: int) -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+import torch
 
 from inference.api import ChatMessage, GenerationParams
 from inference.metrics import WorkerMetrics
@@ -74,14 +75,23 @@ async def test_two_lanes_share_many_requests_and_still_match_alone(engine):
     assert scheduler.batched_requests == 10 * len(prompts) and scheduler.batches >= 20
 
 
-async def test_a_few_requests_stay_in_one_lane(causal):
+async def test_newcomers_go_to_the_idle_lane_too(causal):
     scheduler = Scheduler(causal, lanes=2, max_batch_size=16, max_wait_ms=50)
     first = asyncio.create_task(scheduler.generate(causal.prompt_ids(CHATS[0]), LONG))
-    while not scheduler.running:  # the first request is stepping; the next ones join its lane, not the idle one
+    while not scheduler.running:  # the first request is stepping in one lane
         await asyncio.sleep(0.001)
-    await asyncio.gather(*(scheduler.generate(causal.prompt_ids(chat), GREEDY) for chat in CHATS[1:4]), first)
+    prompts = [causal.prompt_ids(chat) for chat in CHATS[1:4]]
+    results = await asyncio.gather(*(scheduler.generate(p, GREEDY) for p in prompts))
+    await first
     await scheduler.aclose()
-    assert scheduler.batches == 40  # every step was the one lane's: LONG's 40 steps carried the others too
+    assert [r.token_ids for r in results] == [alone(causal, p, GREEDY) for p in prompts]
+    assert scheduler.batches > 40  # the idle lane took some: LONG's 40 steps did not carry them all
+
+
+def test_lanes_split_the_threads_evenly(causal):
+    threads = torch.get_num_threads()
+    assert (Scheduler(causal).lanes, Scheduler(causal).lane_threads) == (1, threads)
+    assert Scheduler(causal, lanes=2).lane_threads == max(1, threads // 2)
 
 
 async def test_a_seeded_reply_is_the_same_whatever_samples_in_the_other_lane(causal):
