@@ -33,7 +33,7 @@ from inference.client import OpenAIChatClient
 from inference.cpu import release_openmp_workers
 from inference.engine import Engine, Generated
 from inference.host import Host, this_host
-from inference.scheduler import Scheduler, default_lanes
+from inference.scheduler import DEFAULT_LANES, Scheduler
 from inference.server import SCHEDULER, create_app
 from inference.synthetic import sample_conversations
 
@@ -324,7 +324,7 @@ def bench(
             round((cache.hits - hits) / max(1, cache.looked_up - looked_up), 3) if cache is not None else None
         ),
         "threads": torch.get_num_threads(),
-        "lanes": lanes or default_lanes(engine.device),
+        "lanes": lanes or DEFAULT_LANES,
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(),

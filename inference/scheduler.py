@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 TokenSink = Callable[[int], None]  # receives each generated token id, on the event loop
 CPU_BEAM_ROWS = 40
+DEFAULT_LANES = 1  # on every torch thread; see the module's docstring for why not more on CPU
 
 
 class Overloaded(Exception):
@@ -82,11 +83,6 @@ class _Job:
     ended: bool = False
 
 
-def default_lanes(device: torch.device) -> int:
-    """One lane, on every torch thread (see the module's docstring for why not more on CPU)."""
-    return 1
-
-
 @dataclass(eq=False)
 class _Lane:
     """A running batch and the one thread that runs it; lanes run side by side on one engine."""
@@ -115,7 +111,7 @@ class Scheduler:
         lanes: int | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
-        """`max_batch_size` rows at most per lane; `lanes` by default `default_lanes`."""
+        """`max_batch_size` rows at most per lane; `lanes` by default DEFAULT_LANES."""
         if max_batch_size < 1 or max_queue < 1 or (lanes is not None and lanes < 1):
             raise ValueError("max_batch_size, max_queue and lanes must be at least 1")
         self.engine = engine
@@ -126,7 +122,7 @@ class Scheduler:
         self.metrics = metrics
         self._queue: deque[_Job] = deque()
         self._arrival = asyncio.Event()
-        count = lanes or default_lanes(engine.device)
+        count = lanes or DEFAULT_LANES
         self._lanes = [
             _Lane(engine.new_batch(max_batch_size), ThreadPoolExecutor(1, thread_name_prefix=f"generate-{i}"))
             for i in range(count)
