@@ -417,6 +417,8 @@ class Engine:
             past.update(keys, values, index)
         output = self.model.base_model(
             input_ids=torch.tensor([ids[known:]], device=self.device),
+            # nothing is padded; said explicitly because the prompt's turn separator is also the pad token
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.device),
             position_ids=torch.arange(known, len(ids), device=self.device)[None],
             past_key_values=past,
             use_cache=True,
