@@ -137,4 +137,8 @@ def release_openmp_workers() -> bool:
 @functools.cache
 def _omp_pause() -> Any:
     """The loaded OpenMP runtime's pause call (torch's own runtime, loaded into the global namespace)."""
-    return getattr(ctypes.CDLL(None), "omp_pause_resource_all", None)
+    try:
+        loaded = ctypes.CDLL(None)
+    except (OSError, TypeError):  # Windows has no global namespace to look in
+        return None
+    return getattr(loaded, "omp_pause_resource_all", None)
