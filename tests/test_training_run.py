@@ -21,6 +21,8 @@ from training.pipeline import run
 
 
 @pytest.mark.parametrize("family", ["causal", "seq2seq"])
+# The run's samples ask for 8 new tokens, under BlenderBot's minimum of 20: it must be lowered, as the worker does.
+@pytest.mark.filterwarnings("error:Unfeasible length constraints")
 def test_tiny_run_learns_and_exports_a_loadable_model(tmp_path: Path, family: str) -> None:
     config = tiny_config(tmp_path, family)
     metrics = run(config)

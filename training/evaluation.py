@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -11,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from transformers import GenerationConfig, PreTrainedModel
 
-from inference.api import ChatMessage
+from inference.api import ChatMessage, GenerationParams
+from inference.generation import request_config
 from inference.prompt import PromptBuilder
 from training.examples import IGNORE
 
@@ -51,10 +51,10 @@ def sample_replies(
     generation: GenerationConfig,
     max_new_tokens: int,
 ) -> list[dict[str, str]]:
-    """The model's answer to each prompt as the first user message, decoded with `generation`."""
+    """The model's answer to each prompt as the first user message, decoded with `generation` as the
+    worker would decode a request for `max_new_tokens` (a minimum length above it is lowered to fit)."""
     model.eval()
-    generation = copy.deepcopy(generation)
-    generation.max_new_tokens = max_new_tokens
+    generation = request_config(generation, builder.family, GenerationParams(), max_new_tokens)
     replies = []
     for text in prompts:
         ids = builder.prompt_ids(persona, [ChatMessage("user", text)])
