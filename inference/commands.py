@@ -68,6 +68,12 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         action="store_true",
         help="also time transformers' generate_batch on the same prompts (causal models)",
     )
+    inference.add_argument(
+        "--rounds",
+        type=_count,
+        default=1,
+        help="repeat the whole comparison and report the median round (a shared machine's figures drift; default 1)",
+    )
     inference.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     inference.set_defaults(func=run_bench)
 
@@ -169,6 +175,7 @@ def run_bench(args: argparse.Namespace) -> int:
         max_beam_rows=args.max_beam_rows,
         continuous=args.continuous_batching,
         lanes=args.lanes,
+        rounds=args.rounds,
     )
     print(render(report))
     if args.json:

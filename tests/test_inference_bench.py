@@ -48,6 +48,20 @@ def test_bench_inference_prints_figures_and_json(capsys, via):
     assert report["batched"]["mean_prompt_tokens"] == report["sequential"]["mean_prompt_tokens"]
 
 
+def test_rounds_report_the_median_round_and_every_ratio(capsys):
+    args = ["bench", "inference", "--model", "random:tiny-causal", "--concurrency", "2", "--max-tokens", "4"]
+    assert main([*args, "--baseline-sample", "0", "--via", "inprocess", "--rounds", "3", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    report = json.loads(out[-1])
+    ratios = [r["throughput_ratio"] for r in report["rounds"]]
+    assert len(ratios) == 3 and ratios == sorted(ratios)
+    assert report["throughput_ratio"] == ratios[1]  # the median round's table
+    assert report["rounds"][1]["batched_replies_per_s"] == report["batched"]["replies_per_s"]
+    assert all(r["agreement"] == 1.0 for r in report["rounds"])
+    listed = "3 rounds, the table is the median one: throughput " + ", ".join(f"x{x}" for x in ratios)
+    assert listed in "\n".join(out)
+
+
 def test_bench_reports_an_unloadable_model(capsys, tmp_path):
     assert main(["bench", "inference", "--model", str(tmp_path / "absent"), "--concurrency", "1"]) == 2
     assert "absent" in capsys.readouterr().err
@@ -70,7 +84,11 @@ def test_conversations_past_the_bundled_chats_are_all_distinct():
 
 @pytest.mark.parametrize(
     ("option", "value", "message"),
-    [("--lanes", "0", "must be at least 1, not 0"), ("--max-batch-size", "many", "'many' is not a whole number")],
+    [
+        ("--lanes", "0", "must be at least 1, not 0"),
+        ("--rounds", "0", "must be at least 1, not 0"),
+        ("--max-batch-size", "many", "'many' is not a whole number"),
+    ],
 )
 def test_bad_counts_are_usage_errors_not_tracebacks(capsys, option, value, message):
     with pytest.raises(SystemExit) as stopped:
