@@ -57,6 +57,18 @@ async def test_crisis_with_model_down_gets_helpline_reply_and_operator_alert(tmp
         assert data == [f"op:take:{escalation.conversation_id}", f"op:ack:{escalation.id}"]
 
 
+async def test_a_pictures_caption_passes_the_crisis_layer(tmp_path: Path) -> None:
+    photo = [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}]
+    words = "I'm going to end my life tonight"
+    async with telegram_bot(sqlite(tmp_path), "webhook", safety=CrisisLayer.load(), operator_chat_id=OPERATORS) as bot:
+        await bot.deliver(message_update(PERSON, photo=photo, caption=words))
+        (reply,) = bot.api.texts_to(PERSON)
+        assert reply != tg_text("not_text_picture", "en") and "112" in reply  # the safe reply, not "I can't see it"
+        (alert,) = await bot.api.wait_for_messages(OPERATORS, 1)
+        assert "end my life" in alert
+        assert [m.text for m in await bot.messages(PERSON) if m.role == Role.USER] == [words]
+
+
 async def test_take_answer_by_reply_and_say_then_release(tmp_path: Path) -> None:
     async with telegram_bot(sqlite(tmp_path), "webhook", operator_chat_id=OPERATORS) as bot:
         await bot.deliver(message_update(PERSON, text="hello"))

@@ -79,7 +79,9 @@ class PrivateChat:
         application.add_handlers(
             [
                 MessageHandler(private & filters.COMMAND, self.unknown_command),
-                MessageHandler(private & filters.TEXT, self.message),
+                # A caption is what the person said with a picture: it is a turn like any text (and
+                # passes the crisis layer), though the picture itself goes unseen.
+                MessageHandler(private & (filters.TEXT | filters.CAPTION), self.message),
                 MessageHandler(private & ~filters.StatusUpdate.ALL, self.not_text),
                 CallbackQueryHandler(self.on_feedback, _FEEDBACK_DATA),
                 CallbackQueryHandler(self.on_persona, _PERSONA_DATA),
@@ -116,12 +118,13 @@ class PrivateChat:
     # --- the conversation ------------------------------------------------------------------------
 
     async def message(self, update: Update, context: Context) -> None:
-        """One turn: the person's text through the dialogue core, the reply back with feedback buttons."""
+        """One turn: the person's text (or a picture's caption) through the dialogue core, the reply
+        back with feedback buttons."""
         message, chat_id = update.effective_message, update.effective_chat.id
         incoming = Incoming(
             CHANNEL,
             str(chat_id),
-            message.text,
+            message.text if message.text is not None else message.caption,
             channel_message_id=str(message.message_id),
             locale=_telegram_language(update),
         )
