@@ -155,14 +155,14 @@ class Dialogue:
         except DATABASE_ERRORS:
             metrics.DB_ERRORS.labels("receive").inc()
             log.exception("database failed storing an incoming %s message", incoming.channel)
-            return await self._answer_without_database(incoming, body)
+            return await self.answer_unstored(incoming)
         if isinstance(turn, _Queued):  # behind the same user's earlier messages
             try:
                 turn = await self._wait_for_turn(turn)
             except DATABASE_ERRORS:
                 metrics.DB_ERRORS.labels("queue").inc()
                 log.exception("database failed while message %s waited for its turn", turn.message.id)
-                return await self._answer_without_database(incoming, body)
+                return await self.answer_unstored(incoming)
         return await self._respond(turn, incoming.call)
 
     async def _receive(self, incoming: Incoming, body: str) -> _Turn | _Queued:
@@ -346,6 +346,7 @@ class Dialogue:
             await self._alert(
                 "escalation", user.id, conversation.id, None, level, user.channel, message.text, assessment
             )
+            await self._mark_failed(message, level)
             return TurnResult(safe.text, Outcome.CRISIS, level, message_id=message.id, assessment=assessment)
         await self._alert(
             "escalation", user.id, conversation.id, escalation_id, level, user.channel, message.text, assessment
@@ -447,24 +448,31 @@ class Dialogue:
 
     # --- failures and redeliveries ----------------------------------------------------------
 
-    async def _answer_without_database(self, incoming: Incoming, body: str) -> TurnResult:
-        """The database is down: the crisis layer still answers and alerts; otherwise apologise."""
+    async def answer_unstored(self, incoming: Incoming) -> TurnResult:
+        """A message that is not stored (the database is down, or an SMS texter opted out): the crisis
+        layer still screens it, answers with safe words and alerts operators; otherwise the person is
+        told, truthfully, that it was not kept and to write again."""
+        body = incoming.text.strip()
         assessment = await asyncio.to_thread(self.safety.assess, body, ())
         if assessment.level >= Level.CONCERN:
             safe = self.safety.safe_reply(assessment, incoming.locale, None)
             await self._alert("escalation", None, None, None, assessment.level, incoming.channel, body, assessment)
             return TurnResult(safe.text, Outcome.CRISIS, assessment.level, assessment=assessment)
-        return TurnResult(text("fallback", incoming.locale), Outcome.FALLBACK, assessment.level, assessment=assessment)
+        return TurnResult(text("unsaved", incoming.locale), Outcome.FALLBACK, assessment.level, assessment=assessment)
 
     async def _store_failed(self, message: Pending, reply: str, outcome: Outcome, level: Level) -> TurnResult:
         metrics.DB_ERRORS.labels("reply").inc()
         log.exception("database failed storing the reply to message %s", message.id)
+        await self._mark_failed(message, level)
+        return TurnResult(reply, outcome, level, message_id=message.id)
+
+    async def _mark_failed(self, message: Pending, level: Level) -> None:
+        """The message stays, marked failed, so it no longer holds up the person's next one."""
         try:
             async with self.db.transaction() as session:
                 await repo.finish(session, message.id, MessageStatus.FAILED, int(level))
         except DATABASE_ERRORS:
             log.warning("could not mark message %s as failed; its lease will expire", message.id)
-        return TurnResult(reply, outcome, level, message_id=message.id)
 
     async def _redelivered(self, message_id: int, locale: str | None) -> TurnResult:
         """The same channel message again: wait for the first delivery's turn and return it, marked duplicate."""

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
+from bot import texts
 from bot.alerts import Alert
 from bot.dialogue import Dialogue, Incoming, Outcome
 from bot.settings import Settings
@@ -254,6 +255,8 @@ async def test_database_failing_mid_turn_still_answers_and_writes_nothing_half(
     assert await count(db, Escalation) == 0 and await count(db, AuditEvent) == 0
     async with db.transaction() as session:
         assert (await session.scalar(select(Conversation))).risk_level == 0
+        # kept, and not left "processing": that would hold the person's next message for the whole lease
+        assert (await session.get_one(Message, crisis.message_id)).status == MessageStatus.FAILED
 
 
 async def test_database_down_before_storing_still_answers(settings) -> None:
@@ -271,6 +274,7 @@ async def test_database_down_before_storing_still_answers(settings) -> None:
     finally:
         await dead.dispose()
     assert ordinary.outcome == Outcome.FALLBACK
+    assert ordinary.reply == texts.text("unsaved") and "couldn't keep your message" in ordinary.reply  # not "saved"
     assert crisis.outcome == Outcome.CRISIS and alerts and alerts[0].escalation_id is None
 
 
