@@ -79,6 +79,9 @@ async def test_stop_opts_out_and_nothing_more_is_answered_or_stored_until_start(
 
         stored = await line.count(Message)
         assert messages(await text(line.twilio, "are you there?")) == []
+        # A risk to life is never ignored: operators hear of it, and the safe words go out if they can.
+        [safe] = messages(await text(line.twilio, CRISIS_WORDS))
+        assert "112" in safe and [a.kind for a in line.alerts] == ["escalation"]
         assert messages(await text(line.twilio, "help")) == [TEXTS.text("sms_help", "uk", emergency="112")]
         # "yes" re-subscribes an opted-out number
         assert messages(await text(line.twilio, "yes")) == [TEXTS.text("sms_started", "uk", emergency="112")]

@@ -18,7 +18,7 @@ from bot.channels.twilio_callers import CHANNEL, Caller, identify, remember, set
 from bot.channels.twilio_security import Form
 from bot.channels.twilio_texts import PhoneTexts, xml_safe
 from bot.channels.twilio_turns import PendingTurns
-from bot.dialogue import Dialogue, Incoming
+from bot.dialogue import Dialogue, Incoming, Outcome
 from bot.handoff import Handoff
 from bot.texts import text
 from db import repo
@@ -91,19 +91,28 @@ class SmsLine:
             return await self._opt(caller, keyword == "stop", locale)
         if keyword == "help":  # answered even after STOP: it is what the person asked for
             return _messages([self.texts.text("sms_help", locale, emergency=caller.emergency)])
-        if known and known.opted_out:
-            return MessagingResponse()  # they asked for no more messages; nothing is stored or sent
-        if keyword == "human":
-            return await self._human(caller, locale)
         incoming = Incoming(
             CHANNEL, caller.external_id, body, channel_message_id=sid, locale=locale, contact=caller.number
         )
+        if known and known.opted_out:
+            return await self._opted_out(incoming)
+        if keyword == "human":
+            return await self._human(caller, locale)
         result = await self.turns.answer(incoming, self.answer_within_s if self.sender else None)
         if result is None:  # slow: answer now with nothing, and text the reply when it is ready
             if sid not in self._later:  # Twilio's retry of the same message must not send it twice
                 self._later[sid] = asyncio.create_task(self._send_later(incoming))
             return MessagingResponse()
         if result.reply is None:  # an operator holds the conversation and answers through the SMS sender
+            return MessagingResponse()
+        return _messages(split_sms(result.reply))
+
+    async def _opted_out(self, incoming: Incoming) -> MessagingResponse:
+        """They asked for no more messages: nothing is stored or answered, unless the crisis layer sees
+        a risk to life. Then operators are alerted, and the safe words are sent in case they still can
+        be (Twilio itself blocks messages to a number that texted STOP to it)."""
+        result = await self.dialogue.answer_unstored(incoming)
+        if result.outcome != Outcome.CRISIS or result.reply is None:
             return MessagingResponse()
         return _messages(split_sms(result.reply))
 
