@@ -309,7 +309,12 @@ class Dialogue:
     async def _complete(self, persona: list[str], earlier: Sequence[Row[Any]], latest: str) -> Completion:
         if self.backend is None:
             raise BackendError("no inference backend is configured")
-        budget = self.settings.context_tokens * CHARS_PER_TOKEN - len(latest)
+        room = self.settings.context_tokens * CHARS_PER_TOKEN
+        # The model reads a prompt cut from the left to its budget; sending more would only risk a
+        # backend's own length limit (our worker's is 8000 characters a message), so a long message
+        # goes as its newest part. It is stored whole.
+        latest = latest[-room:]
+        budget = room - len(latest)
         turns: list[ChatMessage] = []
         for old in reversed(earlier):
             budget -= len(old.text)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot import texts
 from bot.alerts import Alert
-from bot.dialogue import Dialogue, Incoming, Outcome
+from bot.dialogue import CHARS_PER_TOKEN, Dialogue, Incoming, Outcome
 from bot.settings import Settings
 from bot.texts import builtin_personas
 from db import repo
@@ -166,6 +166,8 @@ async def test_hundred_kilobyte_message_is_stored_whole_and_answered(db, backend
     async with db.transaction() as session:
         stored = await session.get_one(Message, result.message_id)
     assert stored.text == huge
+    sent = backend.calls[-1][-1].content  # the model is sent the newest part that fits its budget
+    assert len(sent) == settings.context_tokens * CHARS_PER_TOKEN and huge.endswith(sent)
     too_long = await dialogue.handle(Incoming("test", "u", "x" * (settings.max_message_chars + 1)))
     assert too_long.outcome == Outcome.TOO_LONG and await count(db, Message, Message.role == Role.USER) == 1
 
