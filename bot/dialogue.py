@@ -59,6 +59,7 @@ class Outcome(StrEnum):
     OPERATOR = "operator"  # an operator holds the conversation; no bot reply
     EMPTY = "empty"  # nothing to read
     TOO_LONG = "too_long"
+    FORGOTTEN = "forgotten"  # the person deleted their data while the message waited its turn; no reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,8 @@ class Dialogue:
                 metrics.DB_ERRORS.labels("queue").inc()
                 log.exception("database failed while message %s waited for its turn", turn.message.id)
                 return await self.answer_unstored(incoming)
+            if turn is None:
+                return TurnResult(None, Outcome.FORGOTTEN)
         return await self._respond(turn, incoming.call)
 
     async def _receive(self, incoming: Incoming, body: str) -> _Turn | _Queued:
@@ -183,9 +186,10 @@ class Dialogue:
                 return _Queued(message, user)
             return await self._context(conn, message, user, conversation)
 
-    async def _wait_for_turn(self, queued: _Queued) -> _Turn:
+    async def _wait_for_turn(self, queued: _Queued) -> _Turn | None:
         """Poll until every earlier message of this user is finished (the order lives in the database,
-        so it holds across bot replicas), then claim this one."""
+        so it holds across bot replicas), then claim this one. None when the message is gone: the
+        person deleted their data meanwhile (looked at once polls have slowed, not on every poll)."""
         delay = _POLL_FIRST_S
         while True:
             await asyncio.sleep(delay)
@@ -193,6 +197,8 @@ class Dialogue:
                 conversation = await repo.claim(conn, queued.message, self._lease)
                 if conversation is not None:
                     return await self._context(conn, queued.message, queued.user, conversation)
+                if delay == _POLL_MAX_S and not await repo.message_exists(conn, queued.message.id):
+                    return None
             delay = min(delay * 2, _POLL_MAX_S)
 
     async def _context(

@@ -153,6 +153,10 @@ async def get_message(session: AsyncSession, message_id: int) -> Message | None:
     return await session.get(Message, message_id)
 
 
+async def message_exists(conn: AsyncConnection, message_id: int) -> bool:
+    return (await conn.execute(select(Message.id).where(Message.id == message_id))).first() is not None
+
+
 async def reply_to(session: AsyncSession, message_id: int) -> Message | None:
     """The bot's (or an operator's) reply to a user message."""
     return await session.scalar(select(Message).where(Message.reply_to_id == message_id).order_by(Message.id).limit(1))

@@ -73,6 +73,21 @@ async def test_one_users_messages_run_strictly_in_order(db, settings) -> None:
         assert len(turns) == min(2 * index, settings.history_turns) + 1
 
 
+async def test_a_message_waiting_its_turn_stops_waiting_when_the_person_deletes_their_data(db, settings) -> None:
+    backend = EchoBackend(delay=0.5)
+    dialogue = await make_dialogue(db, backend, settings)
+    first = asyncio.create_task(dialogue.handle(Incoming("test", "u", "first")))
+    while not backend.calls:  # the first turn is with the model
+        await asyncio.sleep(0.01)
+    queued = asyncio.create_task(dialogue.handle(Incoming("test", "u", "second")))
+    await asyncio.sleep(0.05)
+    assert await dialogue.forget("test", "u")
+    result = await asyncio.wait_for(queued, 5)  # it would otherwise poll for the deleted message forever
+    assert (result.outcome, result.reply) == (Outcome.FORGOTTEN, None)
+    await first
+    assert len(backend.calls) == 1 and await count(db, Message) == 0
+
+
 async def test_different_users_run_concurrently(db, settings) -> None:
     backend = EchoBackend(delay=0.2)
     dialogue = await make_dialogue(db, backend, settings)
