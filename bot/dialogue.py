@@ -376,17 +376,22 @@ class Dialogue:
         self, message: Pending, conversation: ConversationState, user: Person, assessment: Assessment
     ) -> None:
         """The slow components flagged a message after its reply went out: escalate, alert operators, and
-        send the safe reply through the user's channel (stored once the channel took it)."""
+        send the safe reply through the user's channel (stored once the channel took it). If the person
+        deleted their data meanwhile, nothing of theirs goes out, to operators or anyone."""
         level = assessment.level
         safe = self.safety.safe_reply(assessment, user.locale, user.country)
         escalation_id, external_id = None, None
         try:
             async with self.db.transaction() as session:
+                person = await session.get(User, user.id)
+                if person is None:
+                    log.info("late crisis verdict on message %s came after the person deleted their data", message.id)
+                    return
+                external_id = person.external_id
                 escalation_id = await self._escalate(
                     session, conversation.id, message.id, level, assessment, safe, action="late_safe_reply"
                 )
-                external_id = (await session.get_one(User, user.id)).external_id
-        except DATABASE_ERRORS:  # also NoResultFound: the person may have deleted their data meanwhile
+        except DATABASE_ERRORS:
             metrics.DB_ERRORS.labels("late_crisis").inc()
             log.exception("could not record the late crisis verdict on message %s", message.id)
         await self._alert(

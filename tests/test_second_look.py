@@ -217,6 +217,20 @@ async def test_a_late_verdict_still_sends_the_safe_reply_escalates_and_alerts(db
     assert following.reply.endswith("Please call 112 or a helpline now.")  # the level stays with the conversation
 
 
+async def test_a_late_verdict_after_the_person_deleted_their_data_sends_nothing_of_theirs(db, settings) -> None:
+    pusher = Pusher()
+    dialogue = await dialogue_with(db, settings, 0.2, pusher)
+    alerts = collect(dialogue)
+    result = await dialogue.handle(Incoming("test", "u1", "HIDDEN words", channel_message_id="1"))
+    assert result.outcome == Outcome.MODEL and await dialogue.forget("test", "u1")
+    await asyncio.sleep(0.4)  # the verdict comes 0.2 s after the message
+    while dialogue._late:
+        await asyncio.sleep(0.02)
+    assert alerts == [] and pusher.pushed == []
+    async with db.transaction() as session:
+        assert await session.scalar(select(Escalation)) is None
+
+
 async def test_a_call_and_a_channel_without_push_wait_for_the_verdict(db, settings) -> None:
     dialogue = await dialogue_with(db, settings, 0.05, Pusher())
     call = Incoming("phone", "+15550001", "HIDDEN words", channel_message_id="c1", call=True)
