@@ -46,7 +46,8 @@ async def test_a_redelivered_message_gets_the_same_reply_again_and_is_stored_onc
 async def test_a_reply_longer_than_one_sms_is_split_into_numbered_parts(settings: Settings) -> None:
     # An ordinary long message (the embedding backstop reads "Sentence number N is here." x150 filler as odd).
     long_text = " ".join(f"Day {i}: we walked to the market, bought bread and cooked dinner." for i in range(60))
-    async with phone_line(twilio_settings(settings)) as line:
+    # The echo model is sent the whole message (~4000 characters) only if the context budget holds it.
+    async with phone_line(twilio_settings(settings, context_tokens=1024)) as line:
         parts = messages(await text(line.twilio, long_text))
     assert len(parts) == 3 and all(len(part) <= SMS_LIMIT for part in parts)
     assert [part[-5:] for part in parts] == ["(1/3)", "(2/3)", "(3/3)"]
@@ -150,6 +151,20 @@ async def test_operators_write_to_a_texter_by_sms_through_the_rest_api(settings:
         with pytest.raises(Undeliverable):
             await line.service.handoff.say(conversation.id, "olena", "are you still there?")
         assert len(line.api.requests) == 1
+
+
+async def test_a_refused_sms_is_undeliverable_without_the_number_in_its_message(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with phone_line(twilio_settings(settings, twilio_sms_from="+15005550006")) as line:
+        await text(line.twilio, "hello")
+        [conversation] = await line.rows(Conversation)
+        line.api.refusal = {"code": 21211, "message": f"The 'To' number {UA_NUMBER} is not valid.", "status": 400}
+        with pytest.raises(Undeliverable) as refused:
+            await line.service.handoff.say(conversation.id, "olena", "are you there?")
+    assert str(refused.value) == "Twilio refused the SMS: error 21211, HTTP 400"
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
+    assert UA_NUMBER not in caplog.text
 
 
 async def test_a_messaging_service_sends_operator_messages_too(settings: Settings) -> None:

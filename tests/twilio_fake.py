@@ -183,6 +183,7 @@ class RecordingTwilioApi(AsyncHttpClient):
     def __init__(self) -> None:
         super().__init__(logging.getLogger("tests.twilio_api"), is_async=True)
         self.requests: list[dict[str, Any]] = []
+        self.refusal: dict[str, Any] | None = None  # set: every request gets this error body, HTTP 400
 
     async def request(
         self,
@@ -196,6 +197,8 @@ class RecordingTwilioApi(AsyncHttpClient):
         allow_redirects: bool = False,
     ) -> Response:
         self.requests.append({"method": method, "url": url, "data": dict(data or {})})
+        if self.refusal is not None:
+            return Response(400, json.dumps(self.refusal))
         body = json.dumps({"sid": f"SM{len(self.requests):032d}", "status": "queued", "body": "", "to": "", "from": ""})
         return Response(201, body)
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from aiohttp import web
+from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -174,4 +175,9 @@ class SmsSender:
         if opted_out:
             raise Undeliverable("this person texted STOP; they get no messages until they text START")
         for part in split_sms(body):
-            await self.client.messages.create_async(to=number, body=part, **self._origin)
+            try:
+                await self.client.messages.create_async(to=number, body=part, **self._origin)
+            except TwilioRestException as exc:
+                # Twilio's error text names the number, and the caller logs what it catches: keep the
+                # code (https://www.twilio.com/docs/api/errors) and drop the text and its chain.
+                raise Undeliverable(f"Twilio refused the SMS: error {exc.code}, HTTP {exc.status}") from None
