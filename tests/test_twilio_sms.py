@@ -10,6 +10,7 @@ from bot.channels.twilio_callers import CHANNEL
 from bot.channels.twilio_sms import SMS_LIMIT, SmsLine, Undeliverable, split_sms
 from bot.channels.twilio_texts import phone_texts
 from bot.settings import Settings
+from bot.texts import text as bot_text
 from db import crypto
 from db.models import AuditEvent, Conversation, Escalation, Message, User
 from tests.doubles import EchoBackend
@@ -92,6 +93,15 @@ async def test_stop_opts_out_and_nothing_more_is_answered_or_stored_until_start(
         assert messages(await text(line.twilio, "thank you")) == ["echo: thank you"]
         actions = [e.action for e in await line.rows(AuditEvent)]
         assert actions == ["sms_opt_out", "sms_opt_in"]
+
+
+async def test_delete_erases_everything_stored_about_the_number(settings: Settings) -> None:
+    async with phone_line(twilio_settings(settings)) as line:
+        await text(line.twilio, "I called you last night too")
+        assert await line.count(Message) == 2
+        assert messages(await text(line.twilio, "Delete")) == [bot_text("forgotten", "uk")]
+        assert await line.count(User) == 0 and await line.count(Message) == 0 and await line.count(Conversation) == 0
+        assert "DELETE" in TEXTS.text("sms_help", "en", emergency="112")
 
 
 async def test_start_and_yes_are_ordinary_words_for_a_subscribed_number(settings: Settings) -> None:

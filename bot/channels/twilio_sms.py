@@ -92,6 +92,8 @@ class SmsLine:
             return await self._opt(caller, keyword == "stop", locale)
         if keyword == "help":  # answered even after STOP: it is what the person asked for
             return _messages([self.texts.text("sms_help", locale, emergency=caller.emergency)])
+        if keyword == "forget":  # honoured even after STOP
+            return await self._forget(caller, locale)
         incoming = Incoming(
             CHANNEL, caller.external_id, body, channel_message_id=sid, locale=locale, contact=caller.number
         )
@@ -143,6 +145,15 @@ class SmsLine:
             raise web.HTTPServiceUnavailable(text="database unavailable") from None
         key = "sms_stopped" if out else "sms_started"
         return _messages([self.texts.text(key, locale, emergency=caller.emergency)])
+
+    async def _forget(self, caller: Caller, locale: str) -> MessagingResponse:
+        """Delete everything stored about this number: its texts and its calls (one person, one user)."""
+        try:
+            await self.dialogue.forget(CHANNEL, caller.external_id)
+        except DATABASE_ERRORS:
+            log.exception("database failed deleting a texter's data")
+            raise web.HTTPServiceUnavailable(text="database unavailable") from None
+        return _messages([text("forgotten", locale)])
 
     async def _human(self, caller: Caller, locale: str) -> MessagingResponse:
         try:

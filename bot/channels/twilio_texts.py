@@ -16,8 +16,8 @@ import yaml
 
 from bot.texts import DataFileError, language_of
 
-Keyword = Literal["stop", "start", "help", "human"]
-_KEYWORDS: tuple[Keyword, ...] = ("stop", "start", "help", "human")
+Keyword = Literal["stop", "start", "help", "human", "forget"]
+_KEYWORDS: tuple[Keyword, ...] = ("stop", "start", "help", "human", "forget")
 _FILE = "bot/data/twilio.yaml"
 
 
