@@ -15,7 +15,7 @@ from bot.crisis.classifier import SHIPPED as NGRAM_SHIPPED
 from bot.crisis.classifier import NgramClassifier
 from bot.crisis.components import load_components
 from bot.crisis.detector import CrisisDetector
-from bot.crisis.embedding import SHIPPED, Embedder, EmbeddingClassifier, fit_head
+from bot.crisis.embedding import READ_CHARS, SHIPPED, Embedder, EmbeddingClassifier, fit_head, readable
 from bot.crisis.evaluation import load_examples, unique
 from bot.crisis.layer import CrisisLayer
 from bot.crisis.learned import data_version, positives
@@ -87,6 +87,17 @@ def test_it_only_raises_to_concern_and_is_not_asked_above_it(model: EmbeddingCla
         assert model.assess("   ", (), Level.NONE) is None and Counting.calls == 0
     finally:
         model.embedder = Embedder()
+
+
+def test_a_long_message_is_read_at_its_beginning_and_end(model: EmbeddingClassifier) -> None:
+    """The embedding's cost grows with the text; a 100 000-character message must not hold a check for 40 s."""
+    risk = "I don't want to be alive anymore"
+    long = risk + " " + "we planted tomatoes in the garden today. " * 2500
+    window = readable(long)
+    assert len(window) <= READ_CHARS + 3 and window.startswith(risk) and long.endswith(window[-100:])
+    assert readable(risk) == risk
+    assert model.probability(long) == pytest.approx(model.probability(window))
+    assert model.assess(long, [], Level.NONE) is not None  # the risk at its start is still read
 
 
 def test_save_and_load_round_trip(model: EmbeddingClassifier, tmp_path: Path) -> None:
