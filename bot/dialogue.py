@@ -148,7 +148,7 @@ class Dialogue:
         if not body:
             return TurnResult(text("empty", incoming.locale), Outcome.EMPTY)
         if len(body) > self.settings.max_message_chars:
-            return TurnResult(text("too_long", incoming.locale), Outcome.TOO_LONG)
+            return await self._too_long(incoming, body)
         try:
             turn = await self._receive(incoming, body)
         except repo.DuplicateMessage as duplicate:
@@ -463,6 +463,15 @@ class Dialogue:
         return TurnResult(None, Outcome.OPERATOR, level, message_id=message.id)
 
     # --- failures and redeliveries ----------------------------------------------------------
+
+    async def _too_long(self, incoming: Incoming, body: str) -> TurnResult:
+        """Too long to store or answer, yet still screened (its beginning and end, the most that is read):
+        at risk, the safe reply and an alert; otherwise a request to send it in parts."""
+        half = self.settings.max_message_chars // 2
+        screened = await self.answer_unstored(replace(incoming, text=f"{body[:half]}\n{body[-half:]}"))
+        if screened.outcome == Outcome.CRISIS:
+            return screened
+        return TurnResult(text("too_long", incoming.locale), Outcome.TOO_LONG, screened.level)
 
     async def answer_unstored(self, incoming: Incoming) -> TurnResult:
         """A message that is not stored (the database is down, or an SMS texter opted out): the crisis

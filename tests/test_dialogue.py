@@ -185,6 +185,8 @@ async def test_hundred_kilobyte_message_is_stored_whole_and_answered(db, backend
     assert len(sent) == settings.context_tokens * CHARS_PER_TOKEN and huge.endswith(sent)
     too_long = await dialogue.handle(Incoming("test", "u", "x" * (settings.max_message_chars + 1)))
     assert too_long.outcome == Outcome.TOO_LONG and await count(db, Message, Message.role == Role.USER) == 1
+    at_risk = await dialogue.handle(Incoming("test", "u", "x " * settings.max_message_chars + "CRISIS"))
+    assert at_risk.outcome == Outcome.CRISIS and await count(db, Message, Message.role == Role.USER) == 1
 
 
 async def test_model_down_gives_fallback_and_keeps_the_message(db, backend, settings) -> None:
