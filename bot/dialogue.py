@@ -152,20 +152,21 @@ class Dialogue:
         try:
             turn = await self._receive(incoming, body)
         except repo.DuplicateMessage as duplicate:
-            return await self._redelivered(duplicate.message_id, incoming.locale)
+            return await self._redelivered(duplicate.message_id, incoming)
         except DATABASE_ERRORS:
             metrics.DB_ERRORS.labels("receive").inc()
             log.exception("database failed storing an incoming %s message", incoming.channel)
             return await self.answer_unstored(incoming)
         if isinstance(turn, _Queued):  # behind the same user's earlier messages
+            queued = turn
             try:
-                turn = await self._wait_for_turn(turn)
+                turn = await self._wait_for_turn(queued)
             except DATABASE_ERRORS:
                 metrics.DB_ERRORS.labels("queue").inc()
-                log.exception("database failed while message %s waited for its turn", turn.message.id)
+                log.exception("database failed while message %s waited for its turn", queued.message.id)
                 return await self.answer_unstored(incoming)
-            if turn is None:
-                return TurnResult(None, Outcome.FORGOTTEN)
+            if turn is None:  # deleted meanwhile, or a redelivery took the turn over (it sends the reply)
+                return await self._redelivered(queued.message.id, incoming)
         return await self._respond(turn, incoming.call)
 
     async def _receive(self, incoming: Incoming, body: str) -> _Turn | _Queued:
@@ -188,8 +189,9 @@ class Dialogue:
 
     async def _wait_for_turn(self, queued: _Queued) -> _Turn | None:
         """Poll until every earlier message of this user is finished (the order lives in the database,
-        so it holds across bot replicas), then claim this one. None when the message is gone: the
-        person deleted their data meanwhile (looked at once polls have slowed, not on every poll)."""
+        so it holds across bot replicas), then claim this one. None when it is no longer queued: the
+        person deleted their data, or a redelivery took over a wait that outlived the lease (looked
+        at once polls have slowed, not on every poll)."""
         delay = _POLL_FIRST_S
         while True:
             await asyncio.sleep(delay)
@@ -197,7 +199,7 @@ class Dialogue:
                 conversation = await repo.claim(conn, queued.message, self._lease)
                 if conversation is not None:
                     return await self._context(conn, queued.message, queued.user, conversation)
-                if delay == _POLL_MAX_S and not await repo.message_exists(conn, queued.message.id):
+                if delay == _POLL_MAX_S and await repo.message_status(conn, queued.message.id) != MessageStatus.PENDING:
                     return None
             delay = min(delay * 2, _POLL_MAX_S)
 
@@ -499,21 +501,32 @@ class Dialogue:
         except DATABASE_ERRORS:
             log.warning("could not mark message %s as failed; its lease will expire", message.id)
 
-    async def _redelivered(self, message_id: int, locale: str | None) -> TurnResult:
-        """The same channel message again: wait for the first delivery's turn and return it, marked duplicate."""
+    async def _redelivered(self, message_id: int, incoming: Incoming) -> TurnResult:
+        """The same channel message again: wait for the first delivery's turn and return it, marked
+        duplicate (its channel sent the reply). If the process holding the turn died (a crash, a
+        restart mid-turn: the very reason a channel redelivers) and its lease ran out, take the turn
+        over and answer it here, so the message is not left unanswered."""
         delay = _POLL_FIRST_S
-        deadline = time.monotonic() + self._lease.total_seconds()
+        deadline = time.monotonic() + self._lease.total_seconds() + 1.0  # the holder's lease ends within one lease
         while time.monotonic() < deadline:
             try:
                 async with self.db.transaction() as session:
                     finished = await self._finished(session, message_id)
+                if finished is not None:
+                    return replace(finished, duplicate=True)
+                async with self.db.begin() as conn:
+                    if await repo.message_status(conn, message_id) is None:
+                        return TurnResult(None, Outcome.FORGOTTEN, duplicate=True)
+                    taken = await repo.take_over(conn, message_id, self._lease)
+                    turn = await self._context(conn, taken[1], taken[0], taken[2]) if taken else None
             except DATABASE_ERRORS:
                 break
-            if finished is not None:
-                return replace(finished, duplicate=True)
+            if turn is not None:
+                log.warning("message %s was left unanswered by a stopped process; answering it now", message_id)
+                return await self._respond(turn, incoming.call)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX_S)
-        return TurnResult(text("fallback", locale), Outcome.FALLBACK, duplicate=True, message_id=message_id)
+        return TurnResult(text("fallback", incoming.locale), Outcome.FALLBACK, duplicate=True, message_id=message_id)
 
     async def result_of(self, channel: str, external_id: str, channel_message_id: str) -> TurnResult | None:
         """A finished turn as the database holds it (for a channel picking a reply up later); None if not finished."""

@@ -11,6 +11,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX = "SUPPORTBOT_"
+LIVE_TURN_MARGIN_S = 10.0  # beyond the reply timeout: the crisis check's longest wait (5 s) and the database
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 DEFAULT_DEMO_MODEL = "var/models/demo"
 
@@ -125,6 +126,16 @@ class Settings(BaseSettings):
     @classmethod
     def _check_api_url(cls, value: str) -> str:
         return _http_url(value, "telegram_api_url") or value
+
+    @field_validator("turn_lease_s")
+    @classmethod
+    def _check_lease(cls, value: float, info) -> float:  # type: ignore[no-untyped-def]
+        """A turn older than its lease is taken for one a dead process left (a redelivery answers it),
+        so the lease must outlast the longest live turn: the model's timeout and the crisis check's wait."""
+        longest = info.data.get("reply_timeout_s", 0.0) + LIVE_TURN_MARGIN_S
+        if value <= longest:
+            raise ValueError(f"must exceed the reply timeout by more than {LIVE_TURN_MARGIN_S:g}s (so > {longest:g})")
+        return value
 
     @field_validator("telegram_token")
     @classmethod

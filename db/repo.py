@@ -153,10 +153,6 @@ async def get_message(session: AsyncSession, message_id: int) -> Message | None:
     return await session.get(Message, message_id)
 
 
-async def message_exists(conn: AsyncConnection, message_id: int) -> bool:
-    return (await conn.execute(select(Message.id).where(Message.id == message_id))).first() is not None
-
-
 async def reply_to(session: AsyncSession, message_id: int) -> Message | None:
     """The bot's (or an operator's) reply to a user message."""
     return await session.scalar(select(Message).where(Message.reply_to_id == message_id).order_by(Message.id).limit(1))
@@ -294,9 +290,20 @@ def _statements(dialect: str) -> SimpleNamespace:
         .returning(Message.id, Message.status, risk, operator)
     )
     earlier = aliased(Message)
+    first_in_line = ~_unfinished(earlier).where(earlier.id < bindparam("mid"))
     claim = (
         update(Message)
-        .where(Message.id == bindparam("mid"), ~_unfinished(earlier).where(earlier.id < bindparam("mid")))
+        .where(Message.id == bindparam("mid"), Message.status == MessageStatus.PENDING, first_in_line)
+        .values(status=MessageStatus.PROCESSING, claimed_at=bindparam("now"))
+        .returning(risk, operator)
+    )
+    abandoned = or_(
+        (Message.status == MessageStatus.PROCESSING) & (Message.claimed_at <= bindparam("cutoff")),
+        (Message.status == MessageStatus.PENDING) & (Message.created_at <= bindparam("cutoff")),
+    )
+    take_over = (
+        update(Message)
+        .where(Message.id == bindparam("mid"), abandoned, first_in_line)
         .values(status=MessageStatus.PROCESSING, claimed_at=bindparam("now"))
         .returning(risk, operator)
     )
@@ -327,6 +334,7 @@ def _statements(dialect: str) -> SimpleNamespace:
         set_locale=update(User).where(User.id == bindparam("uid")).values(locale=bindparam("locale")),
         store=store,
         claim=claim,
+        take_over=take_over,
         history=history,
         answer=_answer(dialect),
         finish=update(Message).where(Message.id == bindparam("mid")),
@@ -409,6 +417,43 @@ async def claim(conn: AsyncConnection, message: Pending, lease: timedelta) -> Co
     }
     row = (await conn.execute(_statements(conn.dialect.name).claim, params)).first()
     return None if row is None else ConversationState(message.conversation_id, row[0] or 0, row[1])
+
+
+async def take_over(
+    conn: AsyncConnection, message_id: int, lease: timedelta
+) -> tuple[Person, Pending, ConversationState] | None:
+    """Claim the turn of a message whose process died holding it (or waiting for it) longer than
+    `lease` ago, so that a redelivery of it is answered; None while it is alive, finished or gone,
+    or an earlier message of the person's still holds the queue. One taker wins a race."""
+    found = (
+        await conn.execute(
+            select(Message.user_id, Message.conversation_id, Message.text).where(Message.id == message_id)
+        )
+    ).first()
+    if found is None:
+        return None
+    now = utcnow()
+    params = {"mid": message_id, "uid": found.user_id, "conv": found.conversation_id, "now": now, "cutoff": now - lease}
+    claimed = (await conn.execute(_statements(conn.dialect.name).take_over, params)).first()
+    if claimed is None:
+        return None
+    user = (
+        await conn.execute(
+            select(User.id, User.channel, User.locale, User.country, User.persona_id, User.persona_lines).where(
+                User.id == found.user_id
+            )
+        )
+    ).one()
+    return (
+        Person(*user),
+        Pending(message_id, found.user_id, found.conversation_id, found.text),
+        ConversationState(found.conversation_id, claimed[0] or 0, claimed[1]),
+    )
+
+
+async def message_status(conn: AsyncConnection, message_id: int) -> MessageStatus | None:
+    """A message's place in the queue; None once it is gone (the person deleted their data)."""
+    return await conn.scalar(select(Message.status).where(Message.id == message_id))
 
 
 async def history(conn: AsyncConnection, message: Pending, limit: int) -> list[Row[Any]]:

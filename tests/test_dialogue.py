@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, text
@@ -124,6 +125,27 @@ async def test_redelivered_message_gets_one_reply(db, backend, settings) -> None
     assert len(backend.calls) == 1
     assert await count(db, Message, Message.role == Role.USER) == 1
     assert await count(db, Message, Message.role == Role.BOT) == 1
+
+
+async def test_a_redelivery_answers_the_turns_a_stopped_process_left_behind(db, backend, settings) -> None:
+    lease = timedelta(seconds=0.3)
+    dialogue = await make_dialogue(db, backend, settings.model_copy(update={"turn_lease_s": lease.total_seconds()}))
+    async with db.begin() as conn:  # a process stored two messages and stopped: the first mid-turn, one queued
+        await repo.receive(conn, "test", "u", "first", "m1", lease)
+        await repo.receive(conn, "test", "u", "second", "m2", lease)
+
+    first = await asyncio.wait_for(dialogue.handle(Incoming("test", "u", "first", channel_message_id="m1")), 5)
+    second = await asyncio.wait_for(dialogue.handle(Incoming("test", "u", "second", channel_message_id="m2")), 5)
+    assert (first.reply, second.reply, first.duplicate, second.duplicate) == (
+        "echo: first",
+        "echo: second",
+        False,
+        False,
+    )
+    assert [m.content for m in backend.calls[-1] if m.role != "system"] == ["first", "echo: first", "second"]
+    again = await dialogue.handle(Incoming("test", "u", "first", channel_message_id="m1"))
+    assert again.duplicate and again.reply == "echo: first" and len(backend.calls) == 2
+    assert await count(db, Message, Message.status == MessageStatus.ANSWERED) == 2
 
 
 async def test_forget_leaves_no_row_of_the_user(db, backend, settings) -> None:

@@ -46,6 +46,7 @@ def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         ("HOTLINE_NUMBER", "0800 500 335", "E.164"),
         ("HTTP_PORT", "70000", "less than or equal"),
         ("OPERATOR_CHAT_ID", "operators", "integer"),
+        ("TURN_LEASE_S", "35", "exceed the reply timeout by more than 10s (so > 40)"),
     ],
 )
 def test_a_bad_value_names_its_variable_in_one_line(
