@@ -72,6 +72,11 @@ async def test_health_metrics_and_web_chat(settings: Settings) -> None:
         assert (await again.json())["reply"] == "echo: hello"
         assert (await client.post("/chat/message", data="{nope")).status == 400
         assert (await client.post("/chat/message", json={"text": 5})).status == 400
+        for bad_id in ("m" * 129, ["m1"]):  # the database keeps 128 characters of an id
+            refused = await client.post("/chat/message", json={"text": "hello", "id": bad_id})
+            assert refused.status == 400 and "'id'" in (await refused.json())["error"]
+        odd_language = await client.post("/chat/message", json={"text": "hi"}, headers={"Accept-Language": "x" * 40})
+        assert (await odd_language.json())["reply"] == "echo: hi"  # an unusable language tag is ignored
         metrics = await client.get("/metrics")
         body = await metrics.text()
         assert 'supportbot_turns_total{channel="web",outcome="model"}' in body

@@ -5,6 +5,7 @@ A browser is identified by a random cookie; nothing else about the person is sto
 
 from __future__ import annotations
 
+import re
 import secrets
 from importlib import resources
 
@@ -16,6 +17,8 @@ from bot.service import Service
 CHANNEL = "web"
 COOKIE = "supportbot_session"
 MAX_BODY = 200_000
+MAX_ID = 128  # characters of a client message id (the database keeps 128)
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
 
 _SERVICE = web.AppKey("webchat_service", Service)
 
@@ -23,6 +26,12 @@ _SERVICE = web.AppKey("webchat_service", Service)
 def _session_id(request: web.Request) -> str | None:
     value = request.cookies.get(COOKIE, "")
     return value if 16 <= len(value) <= 64 and value.isalnum() else None
+
+
+def _language(request: web.Request) -> str | None:
+    """The browser's first language tag, if it is one that fits the profile (16 characters)."""
+    tag = request.headers.get("Accept-Language", "en").split(",")[0].split(";")[0].strip()
+    return tag if len(tag) <= 16 and _LANGUAGE_TAG.match(tag) else None
 
 
 def _with_session(response: web.Response, session_id: str) -> web.Response:
@@ -53,6 +62,10 @@ async def message(request: web.Request) -> web.Response:
     text, client_id = body.get("text"), body.get("id")
     if not isinstance(text, str):
         return web.json_response({"error": "'text' must be a string"}, status=400)
+    if client_id is not None and (not isinstance(client_id, str | int) or len(str(client_id)) > MAX_ID):
+        return web.json_response(
+            {"error": f"'id' must be a string or number of at most {MAX_ID} characters"}, status=400
+        )
     session_id = _session_id(request) or secrets.token_hex(16)
     service = request.app[_SERVICE]
     result = await service.dialogue.handle(
@@ -61,7 +74,7 @@ async def message(request: web.Request) -> web.Response:
             session_id,
             text,
             channel_message_id=str(client_id) if client_id is not None else None,
-            locale=request.headers.get("Accept-Language", "en").split(",")[0],
+            locale=_language(request),
         )
     )
     payload = {"reply": result.reply, "outcome": result.outcome, "level": result.level.name.lower()}
