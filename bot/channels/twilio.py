@@ -58,7 +58,10 @@ def mount(app: web.Application, service: Service, *, http_client: AsyncHttpClien
             sms.sender = SmsSender(service.db, rest, settings.twilio_sms_from)
             service.handoff.register_sender(CHANNEL, sms.sender.send)
         else:
-            log.info("SUPPORTBOT_TWILIO_SMS_FROM is not set: operators cannot write to phone users by SMS")
+            log.warning(
+                "SUPPORTBOT_TWILIO_SMS_FROM is not set: operators cannot write to phone users by SMS, and an SMS"
+                " reply slower than Twilio's 15 s webhook wait is never delivered"
+            )
         yield
         await sms.aclose()
         await turns.aclose()
