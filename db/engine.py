@@ -151,7 +151,8 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
     BEGIN IMMEDIATE takes the write lock up front, so a transaction that reads then writes
     waits for the lock instead of failing with SQLITE_BUSY when another writer committed.
     WAL with synchronous=NORMAL: a commit survives a crash of the process; a power loss may
-    lose the last transactions, never corrupt the file.
+    lose the last transactions, never corrupt the file. secure_delete: what a person deletes is
+    overwritten in the file, not left readable in its free space.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -160,6 +161,7 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

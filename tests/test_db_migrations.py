@@ -57,7 +57,24 @@ async def test_sqlite_runs_with_wal_and_foreign_keys(tmp_path: Path) -> None:
     async with database.engine.connect() as connection:
         assert (await connection.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+        assert (await connection.execute(text("PRAGMA secure_delete"))).scalar() == 1
     await database.dispose()
+
+
+async def test_sqlite_leaves_no_deleted_words_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    database = Database(f"sqlite+aiosqlite:///{path}")
+    words = "a sentence only the person wrote " * 20
+    async with database.engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE said (words TEXT)"))
+        await connection.execute(text("INSERT INTO said VALUES (:w), ('someone else stays')"), {"w": words})
+    async with database.engine.begin() as connection:
+        await connection.execute(text("DELETE FROM said WHERE words = :w"), {"w": words})
+    await database.dispose()  # the last connection to close checkpoints the write-ahead log into the file
+    stored = path.read_bytes() + (
+        path.with_name("p.db-wal").read_bytes() if path.with_name("p.db-wal").exists() else b""
+    )
+    assert b"only the person wrote" not in stored
 
 
 def test_unreachable_database_is_one_clear_error() -> None:
