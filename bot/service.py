@@ -13,7 +13,7 @@ from bot.safety import Safety
 from bot.settings import Settings
 from bot.texts import builtin_personas
 from db import crypto, migrate, repo
-from db.engine import Database
+from db.engine import DATABASE_ERRORS, Database
 from inference.api import ChatBackend
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,10 @@ class Service:
         except DatabaseUnavailable as exc:
             await db.dispose()
             raise StartupError(str(exc)) from None
+        except DATABASE_ERRORS as exc:  # reachable, then failing while being prepared
+            await db.dispose()
+            reason = getattr(exc, "orig", None) or exc
+            raise StartupError(f"the database failed while being prepared: {type(exc).__name__}: {reason}") from None
         if backend is None and load_backend:
             backend = await open_backend(settings)
         alerts = OperatorAlerts()

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from bot.app import create_app
 from bot.channels.terminal import TerminalChat
 from bot.dialogue import Incoming
 from bot.service import Service, StartupError
 from bot.settings import Settings
-from db import crypto
+from db import crypto, repo
 from db.engine import Database
 from tests.doubles import EchoBackend, KeywordSafety
 
@@ -31,6 +32,18 @@ async def test_unreachable_database_stops_start_up_with_one_line() -> None:
     with pytest.raises(StartupError) as caught:
         await start(settings)
     assert "cannot use database postgresql+asyncpg://postgres:***@127.0.0.1:1/none" in str(caught.value)
+
+
+async def test_a_database_failing_while_being_prepared_stops_start_up_with_one_line(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object) -> None:
+        raise OperationalError("INSERT INTO personas", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(repo, "sync_personas", broken)
+    with pytest.raises(StartupError) as caught:
+        await start(settings)
+    assert str(caught.value) == "the database failed while being prepared: OperationalError: disk I/O error"
 
 
 def test_serve_with_a_bad_setting_prints_one_line_and_exits_2(tmp_path: Path) -> None:
