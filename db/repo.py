@@ -205,6 +205,11 @@ class ConversationState:
     operator: str | None
 
 
+def _person_columns() -> tuple[Any, ...]:
+    """What a turn reads about the person, in `Person`'s order."""
+    return (User.id, User.channel, User.locale, User.country, User.persona_id, User.persona_lines)
+
+
 def _unfinished(earlier: Any) -> Any:
     """An earlier message of the user that still holds up the queue (unless its lease ran out)."""
     return (
@@ -252,15 +257,7 @@ def _statements(dialect: str) -> SimpleNamespace:
     """The queue's statements for one dialect (ON CONFLICT and FOR UPDATE differ), built on first use."""
     dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
     person = (
-        select(
-            User.id,
-            User.channel,
-            User.locale,
-            User.country,
-            User.persona_id,
-            User.persona_lines,
-            Conversation.id.label("conversation_id"),
-        )
+        select(*_person_columns(), Conversation.id.label("conversation_id"))
         .outerjoin(Conversation, (Conversation.user_id == User.id) & (Conversation.status == ConversationStatus.OPEN))
         .where(User.channel == bindparam("channel"), User.external_id == bindparam("external_id"))
     )
@@ -437,13 +434,7 @@ async def take_over(
     claimed = (await conn.execute(_statements(conn.dialect.name).take_over, params)).first()
     if claimed is None:
         return None
-    user = (
-        await conn.execute(
-            select(User.id, User.channel, User.locale, User.country, User.persona_id, User.persona_lines).where(
-                User.id == found.user_id
-            )
-        )
-    ).one()
+    user = (await conn.execute(select(*_person_columns()).where(User.id == found.user_id))).one()
     return (
         Person(*user),
         Pending(message_id, found.user_id, found.conversation_id, found.text),
