@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,17 @@ async def test_missing_or_wrong_secret_is_refused_and_nothing_stored(tmp_path: P
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"\xff\xfe", b"[1, 2]", b'{"message": {"text": "no update id"}}', b'{"update_id": 1, "message": 5}'],
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b"[1, 2]",
+        b'{"message": {"text": "no update id"}}',
+        b'{"update_id": 1, "message": 5}',
+        json.dumps(
+            message_update(CHAT, text="x") | {"message": message_update(CHAT)["message"] | {"text": 5}}
+        ).encode(),
+        json.dumps({"update_id": 7, "message": message_update(CHAT, caption=["not", "words"])["message"]}).encode(),
+    ],
 )
 async def test_malformed_body_is_400_and_nothing_stored(tmp_path: Path, body: bytes) -> None:
     async with telegram_bot(sqlite(tmp_path), "webhook") as bot:

@@ -63,5 +63,13 @@ class WebhookRoute:
             update = Update.de_json(data, bot)
         except (KeyError, TypeError, ValueError, AttributeError):
             return web.json_response({"error": "not a Telegram update"}, status=400)
+        if not _words_are_text(update):
+            return web.json_response({"error": "a message's text and caption must be strings"}, status=400)
         await self._process(update)
         return web.Response(body=_OK, content_type="application/json")
+
+
+def _words_are_text(update: Update) -> bool:
+    """python-telegram-bot takes field types on trust; the handlers read a message's words as str."""
+    message = update.effective_message
+    return message is None or all(isinstance(words, str | None) for words in (message.text, message.caption))
