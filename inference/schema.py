@@ -49,8 +49,12 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
+# Strict: a field of the wrong JSON type is refused, not converted ("stream": "yes" is not true).
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
 class MessageIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     role: Literal["system", "user", "assistant"]
     content: str
@@ -61,17 +65,23 @@ class MessageIn(BaseModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("content must not be empty")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # JSON can carry a lone surrogate ("\ud800"); no tokenizer reads it
+            raise ValueError("content must be valid Unicode text") from None
         return value
 
 
 class StreamOptions(BaseModel):
+    model_config = _STRICT
+
     include_usage: bool = False
 
 
 class ChatRequest(BaseModel):
     """POST /v1/chat/completions."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     model: str | None = None
     messages: list[MessageIn] = Field(min_length=1)

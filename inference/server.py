@@ -104,6 +104,11 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
             message = f"the request body is larger than {request.app[LIMITS].max_body_bytes} bytes"
         error = ApiError(exc.status, message, code=code)
         return web.json_response(error.body(), status=exc.status)
+    except Exception as exc:  # a bug, not a refusal: still an OpenAI error, and the worker keeps serving
+        # The type only: an exception's text may quote the request, and request text never goes to logs.
+        log.error("unexpected %s answering %s %s", type(exc).__name__, request.method, request.path)
+        error = ApiError(500, f"internal error ({type(exc).__name__})", type="server_error")
+        return web.json_response(error.body(), status=500)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -137,7 +142,7 @@ async def _json(request: web.Request) -> Any:
     body = await request.read()  # raises 413 beyond client_max_size
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ApiError(400, f"the request body is not valid JSON ({exc.__class__.__name__})") from None
 
 
@@ -171,23 +176,28 @@ async def _stream(request: web.Request, chat: ChatRequest, prompt: list[int]) ->
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         await _event(response, chunk_body(id, name, {"role": "assistant", "content": ""}))
-        decoded, text = [], ""
-        token = first
-        while token is not None:
-            decoded.append(token)
-            current = scheduler.engine.tokenizer.decode(decoded, skip_special_tokens=True).lstrip()
-            if not current.endswith("\ufffd") and len(current) > len(text):
-                await _event(response, chunk_body(id, name, {"content": current[len(text) :]}))
-                text = current
-            token = await tokens.get()
-        result = await task
-        if len(result.text) > len(text) and result.text.startswith(text):  # e.g. beam search: nothing streamed
-            await _event(response, chunk_body(id, name, {"content": result.text[len(text) :]}))
-        await _event(response, chunk_body(id, name, {}, result.finish_reason))
-        if chat.stream_options and chat.stream_options.include_usage:
-            await _event(
-                response, chunk_body(id, name, {}, usage_=usage(result.prompt_tokens, result.completion_tokens))
-            )
+        try:
+            decoded, text = [], ""
+            token = first
+            while token is not None:
+                decoded.append(token)
+                current = scheduler.engine.tokenizer.decode(decoded, skip_special_tokens=True).lstrip()
+                if not current.endswith("\ufffd") and len(current) > len(text):
+                    await _event(response, chunk_body(id, name, {"content": current[len(text) :]}))
+                    text = current
+                token = await tokens.get()
+            result = await task
+        except ApiError as exc:  # the status line has gone out: the error is the stream's last event
+            request.app[METRICS].rejected(exc.code or str(exc.status))
+            await _event(response, exc.body())
+        else:
+            if len(result.text) > len(text) and result.text.startswith(text):  # e.g. beam search: nothing streamed
+                await _event(response, chunk_body(id, name, {"content": result.text[len(text) :]}))
+            await _event(response, chunk_body(id, name, {}, result.finish_reason))
+            if chat.stream_options and chat.stream_options.include_usage:
+                await _event(
+                    response, chunk_body(id, name, {}, usage_=usage(result.prompt_tokens, result.completion_tokens))
+                )
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

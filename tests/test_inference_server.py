@@ -83,6 +83,16 @@ BAD_REQUESTS = [
     ({"messages": CHAT, "n": 3}, 400, "n"),
     ({"messages": CHAT, "tools": []}, 400, "tools"),
     ({"messages": CHAT, "num_beams": 2, "stream": True}, 400, "stream"),
+    # a wrong JSON type is refused, not converted
+    ({"messages": CHAT, "stream": "yes"}, 400, "stream"),
+    ({"messages": CHAT, "temperature": "0.5"}, 400, "temperature"),
+    ({"messages": CHAT, "max_tokens": True}, 400, "max_tokens"),
+    ({"messages": CHAT, "seed": "7"}, 400, "seed"),
+    (
+        {"messages": CHAT, "stream": True, "stream_options": {"include_usage": True, "extra": 1}},
+        400,
+        "stream_options.extra",
+    ),
 ]
 
 
@@ -102,6 +112,8 @@ async def test_bad_requests_get_openai_errors_and_the_worker_keeps_serving(tiny_
             (b'["a list"]', "application/json", 400),
             (b"messages=hi", "application/x-www-form-urlencoded", 415),
             (b"{" + b" " * 20_000 + b"}", "application/json", 413),
+            (b"[" * 10_000, "application/json", 400),  # nested too deep for the JSON parser
+            (b'{"messages": [{"role": "user", "content": "hi \\ud800"}]}', "application/json", 400),  # lone surrogate
         ]:
             async with http.post(url, data=data, headers={"Content-Type": content_type}) as response:
                 assert response.status == status
@@ -111,6 +123,41 @@ async def test_bad_requests_get_openai_errors_and_the_worker_keeps_serving(tiny_
         async with http.post(url, json={"messages": CHAT, **GREEDY}) as response:
             assert response.status == 200
             assert (await response.json())["choices"][0]["message"]["content"] is not None
+
+
+async def test_an_unexpected_failure_is_a_500_in_the_openai_shape_and_the_worker_keeps_serving(
+    tiny_engines,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+):
+    engine = tiny_engines["causal"]
+    async with running(create_app(engine, model_name="tiny")) as base, aiohttp.ClientSession() as http:
+        url = base + "/v1/chat/completions"
+        with monkeypatch.context() as patched:
+            patched.setattr(engine, "prompt_ids", lambda messages: 1 / 0)
+            async with http.post(url, json={"messages": CHAT, **GREEDY}) as response:
+                assert response.status == 500
+                assert (await response.json())["error"]["type"] == "server_error"
+        async with http.post(url, json={"messages": CHAT, **GREEDY}) as response:
+            assert response.status == 200
+
+
+async def test_a_failure_mid_stream_ends_the_stream_with_an_error_event(tiny_engines, monkeypatch):  # noqa: F811
+    engine = tiny_engines["causal"]
+    stepped = engine.step
+
+    def fail_after_the_first_token(batch):
+        if any(row.produced for row in batch.rows):
+            raise RuntimeError("the accelerator fell over")
+        return stepped(batch)
+
+    monkeypatch.setattr(engine, "step", fail_after_the_first_token)
+    async with running(create_app(engine, model_name="tiny")) as base, aiohttp.ClientSession() as http:
+        payload = {"messages": CHAT, "stream": True, "temperature": 0, "max_tokens": 8, "min_tokens": 8}
+        async with http.post(base + "/v1/chat/completions", json=payload) as response:
+            assert response.status == 200  # the first token went out before the failure
+            events = [line for line in (await response.text()).split("\n\n") if line]
+    assert events[-1] == "data: [DONE]"
+    assert '"error"' in events[-2] and "generation failed: RuntimeError" in events[-2]
 
 
 async def test_overload_answers_429_with_retry_after(tiny_engines):  # noqa: F811
