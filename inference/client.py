@@ -78,7 +78,7 @@ class OpenAIChatClient:
                 prompt_tokens=int(used.get("prompt_tokens", 0)),
                 completion_tokens=int(used.get("completion_tokens", 0)),
             )
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:  # e.g. content not a string
             raise BackendError(f"{self.base_url} answered without a chat completion ({exc!r})") from None
 
     async def aclose(self) -> None:
@@ -117,10 +117,12 @@ class OpenAIChatClient:
             async with session.request(method, url, json=body, headers=self._headers) as response:
                 if response.status == 200:
                     return await response.json(content_type=None)
-                reason = f"HTTP {response.status}: {await _error_message(response)}"
                 if response.status == 429 or response.status >= 500:
-                    raise _Retryable(reason, _retry_after(response))
-                raise BackendError(f"{method} {url} was refused: {reason}")
+                    # The status only: these are logged, and a server's error text may quote the request.
+                    raise _Retryable(f"HTTP {response.status}", _retry_after(response))
+                raise BackendError(
+                    f"{method} {url} was refused: HTTP {response.status}: {await _error_message(response)}"
+                )
         except aiohttp.ConnectionTimeoutError as exc:
             raise _Retryable(f"connect timed out ({exc.__class__.__name__})") from None
         except (TimeoutError, aiohttp.SocketTimeoutError):

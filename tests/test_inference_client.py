@@ -88,14 +88,33 @@ async def test_never_retries_4xx(status):
     assert len(server.requests) == 1
 
 
-async def test_gives_up_after_the_retries():
+async def test_gives_up_after_the_retries(caplog: pytest.LogCaptureFixture):
     server = FakeServer([error(502)])
     async with running(server.app) as base:
         client = OpenAIChatClient(base, model="served", retries=2, backoff=0.01)
-        with pytest.raises(BackendError, match="after 3 attempts"):
+        with pytest.raises(BackendError, match="after 3 attempts: HTTP 502$"):
             await client.complete(MESSAGES, GenerationParams())
         await client.aclose()
     assert len(server.requests) == 3
+    assert "status 502" not in caplog.text  # a server's error text may quote the request: never logged
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        COMPLETION | {"choices": [{"index": 0, "message": {"role": "assistant", "content": 123}}]},
+        COMPLETION | {"choices": [{"index": 0, "message": {"content": [{"type": "text", "text": "hi"}]}}]},
+        COMPLETION | {"usage": [1]},
+        [COMPLETION],
+    ],
+)
+async def test_a_completion_of_the_wrong_shape_is_a_backend_error(body):
+    server = FakeServer([lambda: web.json_response(body)])
+    async with running(server.app) as base:
+        client = OpenAIChatClient(base, model="served", retries=0)
+        with pytest.raises(BackendError, match="answered without a chat completion"):
+            await client.complete(MESSAGES, GenerationParams())
+        await client.aclose()
 
 
 async def test_connection_refused_is_retried_then_a_backend_error():
