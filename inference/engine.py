@@ -162,8 +162,10 @@ class Engine:
         *,
         seed: int | None = None,
         on_token: TokenCallback | None = None,
+        abandoned: Callable[[int], bool] | None = None,
     ) -> list[Generated]:
-        """Run one `generate` call for rows that share `config`; each row stops at its own limit."""
+        """Run one `generate` call for rows that share `config`; each row stops at its own limit, or
+        as soon as `abandoned(row)` says its caller has gone (not under beam search, whose rows are beams)."""
         inputs = self._pad(prompts)
         start = inputs["input_ids"].shape[1] if self.family == "causal" else 1  # seq2seq: after decoder start
         beams = (config.num_beams or 1) > 1
@@ -179,7 +181,7 @@ class Engine:
                 prompts, start, config.max_new_tokens, config.num_beams or 1, static
             )
             config.cache_implementation = None
-        stopping = StoppingCriteriaList([] if beams else [_RowLimits(start, limits, self.device)])
+        stopping = StoppingCriteriaList([] if beams else [_RowLimits(start, limits, self.device, abandoned)])
         streamer = _RowStreamer(on_token) if on_token and not beams else None
         with self._sampling(config):
             if seed is not None:
@@ -441,14 +443,22 @@ class Engine:
 
 
 class _RowLimits(StoppingCriteria):
-    """Marks each row done at its own new-token limit, so short and long requests share a batch."""
+    """Marks each row done at its own new-token limit, so short and long requests share a batch, or
+    once its caller has gone."""
 
-    def __init__(self, start: int, limits: Sequence[int], device: torch.device) -> None:
+    def __init__(
+        self, start: int, limits: Sequence[int], device: torch.device, abandoned: Callable[[int], bool] | None
+    ) -> None:
         self.start = start
         self.limits = torch.tensor(list(limits), device=device)
+        self.abandoned = abandoned
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        return (input_ids.shape[1] - self.start) >= self.limits
+        done = (input_ids.shape[1] - self.start) >= self.limits
+        if self.abandoned is not None:
+            gone = [self.abandoned(row) for row in range(len(self.limits))]
+            done |= torch.tensor(gone, device=self.limits.device)
+        return done
 
 
 class _RowStreamer(BaseStreamer):

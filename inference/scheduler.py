@@ -386,6 +386,7 @@ class Scheduler:
             [job.limit for job in batch],
             seed=head.seed if head.key is None else None,
             on_token=on_token,
+            abandoned=lambda row: batch[row].future.done(),  # a flag read across threads: no await needed
         )
 
     def _token(self, job: _Job, token: int) -> None:

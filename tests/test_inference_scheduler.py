@@ -4,6 +4,7 @@ what comes back, queue limits, dropped callers."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from inference.api import ChatMessage, GenerationParams
+from inference.engine import Generated
 from inference.metrics import WorkerMetrics
 from inference.scheduler import Overloaded, Scheduler, SchedulerClosed
 from tests.inference_fixtures import Gate, tiny_engines, tiny_model_dirs  # noqa: F401
@@ -181,6 +183,25 @@ async def test_cancelled_request_leaves_the_running_batch(causal):
     await scheduler.aclose()
     assert other.completion_tokens == 10
     assert scheduler.batches < 40 and scheduler.running == 0  # the abandoned row stopped decoding
+
+
+async def test_cancelled_request_stops_its_generate_call(causal, monkeypatch):
+    """Seeded sampling runs as one `generate` call of its own; a caller who goes stops it too."""
+    made: list[Generated] = []
+    generate = causal.generate
+    monkeypatch.setattr(causal, "generate", lambda *a, **k: made.extend(generate(*a, **k)) or made)
+    forward = causal.model.forward
+    monkeypatch.setattr(causal.model, "forward", lambda *a, **k: time.sleep(0.005) or forward(*a, **k))  # >= 0.2 s
+    scheduler = Scheduler(causal, lanes=1, max_batch_size=8, max_wait_ms=0)
+    started = asyncio.Event()
+    seeded = GenerationParams(temperature=1.0, seed=3, min_tokens=40, max_tokens=40)
+    gone = asyncio.create_task(
+        scheduler.generate(causal.prompt_ids(CHATS[0]), seeded, on_token=lambda _: started.set())
+    )
+    await started.wait()
+    gone.cancel()
+    await scheduler.aclose()
+    assert len(made) == 1 and made[0].completion_tokens < 20  # stopped, not run to its 40 tokens
 
 
 async def test_seeded_sampling_is_reproducible_under_load(causal):
