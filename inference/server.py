@@ -104,6 +104,8 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
             message = f"the request body is larger than {request.app[LIMITS].max_body_bytes} bytes"
         error = ApiError(exc.status, message, code=code)
         return web.json_response(error.body(), status=exc.status)
+    except ConnectionError:  # the client went away mid-answer: nobody to answer
+        raise
     except Exception as exc:  # a bug, not a refusal: still an OpenAI error, and the worker keeps serving
         # The type only: an exception's text may quote the request, and request text never goes to logs.
         log.error("unexpected %s answering %s %s", type(exc).__name__, request.method, request.path)

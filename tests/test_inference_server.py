@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import openai
@@ -158,6 +159,22 @@ async def test_a_failure_mid_stream_ends_the_stream_with_an_error_event(tiny_eng
             events = [line for line in (await response.text()).split("\n\n") if line]
     assert events[-1] == "data: [DONE]"
     assert '"error"' in events[-2] and "generation failed: RuntimeError" in events[-2]
+
+
+async def test_a_client_leaving_mid_stream_frees_its_row(tiny_engines, monkeypatch, caplog):  # noqa: F811
+    engine = tiny_engines["causal"]
+    stepped = engine.step
+    monkeypatch.setattr(engine, "step", lambda batch: time.sleep(0.02) or stepped(batch))  # 60 steps: 1.2 s+
+    app = create_app(engine, model_name="tiny")
+    async with running(app) as base:
+        async with aiohttp.ClientSession() as http:
+            payload = {"messages": CHAT, "stream": True, "temperature": 0, "max_tokens": 60, "min_tokens": 60}
+            async with http.post(base + "/v1/chat/completions", json=payload) as response:
+                assert (await response.content.readline()).startswith(b"data: ")
+        await _until(lambda: app[SCHEDULER].running == 0, timeout=0.5)  # well before its 60 tokens
+        async with aiohttp.ClientSession() as http, http.get(base + "/healthz") as health:
+            assert health.status == 200
+    assert "unexpected" not in caplog.text
 
 
 async def test_overload_answers_429_with_retry_after(tiny_engines):  # noqa: F811
