@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 CHARS_PER_TOKEN = 4  # rough budget estimate; the backend cuts exactly with its tokenizer
 RECENT_USER_TURNS = 3  # earlier user messages the crisis layer reads as context
 _POLL_FIRST_S, _POLL_MAX_S = 0.005, 0.1
+_LOOK_EVERY_S = 1.0  # how often a queued message checks it is still queued (see _wait_for_turn)
 
 # A call, or a channel that cannot take a late safe reply, waits this long for a slow crisis check.
 UNPUSHABLE_WAIT_S = 5.0
@@ -191,16 +192,19 @@ class Dialogue:
         """Poll until every earlier message of this user is finished (the order lives in the database,
         so it holds across bot replicas), then claim this one. None when it is no longer queued: the
         person deleted their data, or a redelivery took over a wait that outlived the lease (looked
-        at once polls have slowed, not on every poll)."""
-        delay = _POLL_FIRST_S
+        at about once a second, so a long queue under load does not double its polling queries)."""
+        delay, waited, looked = _POLL_FIRST_S, 0.0, 0.0
         while True:
             await asyncio.sleep(delay)
+            waited += delay
             async with self.db.begin() as conn:
                 conversation = await repo.claim(conn, queued.message, self._lease)
                 if conversation is not None:
                     return await self._context(conn, queued.message, queued.user, conversation)
-                if delay == _POLL_MAX_S and await repo.message_status(conn, queued.message.id) != MessageStatus.PENDING:
-                    return None
+                if waited - looked >= _LOOK_EVERY_S:
+                    looked = waited
+                    if await repo.message_status(conn, queued.message.id) != MessageStatus.PENDING:
+                        return None
             delay = min(delay * 2, _POLL_MAX_S)
 
     async def _context(
