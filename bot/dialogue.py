@@ -521,8 +521,10 @@ class Dialogue:
                 async with self.db.begin() as conn:
                     if await repo.message_status(conn, message_id) is None:
                         return TurnResult(None, Outcome.FORGOTTEN, duplicate=True)
-                    taken = await repo.take_over(conn, message_id, self._lease)
-                    turn = await self._context(conn, taken[1], taken[0], taken[2]) if taken else None
+                    turn = None
+                    if taken := await repo.take_over(conn, message_id, self._lease):
+                        person, message, conversation = taken
+                        turn = await self._context(conn, message, person, conversation)
             except DATABASE_ERRORS:
                 break
             if turn is not None:
