@@ -5,7 +5,9 @@ crash never leaves a directory that looks complete (the Makefile checks for conf
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from transformers import GenerationConfig, PreTrainedModel
 
 from inference.generation import family_defaults
 from inference.prompt import Family
+from training.config import ConfigError
 from training.modeling import for_serving
 
 SAMPLING_ONLY = ("temperature", "top_p", "top_k")
@@ -86,6 +89,30 @@ Loads with `AutoTokenizer` and `{auto}.from_pretrained`;
 decoding defaults are in `generation_config.json`. It is a listener, not a counsellor: supportbot's crisis layer,
 not this model, handles risk and hands people to humans.
 """
+
+
+MODEL_FILES = ("config.json", "metrics.json")  # what every directory export() writes has
+
+
+def check_output_dir(out: Path, keep: Iterable[Path]) -> None:
+    """Refuse, before any training, an output_dir that export() could not write or must not replace:
+    it replaces the directory whole, so anything in it other than an earlier model of ours would be lost."""
+    out = out.expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output_dir {out} is a file, not a directory; choose a directory for the model")
+    for path in keep:
+        path = path.expanduser().resolve()
+        if path == out or out in path.parents:
+            raise ConfigError(f"output_dir {out} holds {path}, which exporting the model would delete; choose another")
+    if out.is_dir() and any(out.iterdir()) and not all((out / name).is_file() for name in MODEL_FILES):
+        raise ConfigError(
+            f"output_dir {out} is not empty and is not a model directory written by supportbot train "
+            "(it would be replaced whole); choose a new or empty directory"
+        )
+    parent = next(p for p in out.parents if p.exists())  # out.parent, or the ancestor it will be made in
+    for directory in (parent, out) if out.exists() else (parent,):
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigError(f"output_dir {out} cannot be written: no write permission on {directory}")
 
 
 def export(

@@ -22,7 +22,7 @@ from training.config import ConfigError, DataConfig, RunConfig
 from training.device import describe, resolve_device, resolve_precision, trackers
 from training.evaluation import sample_replies
 from training.examples import Example, add_distractors, build_examples, fit_to_block, is_validation
-from training.export import export, generation_config
+from training.export import check_output_dir, export, generation_config
 from training.modeling import build_model, count_parameters, load_tokenizer, new_tokenizer
 from training.readers import Dialogue, Malformed, TelegramOptions, read_dialogues
 from training.trainer import JsonlMetrics, ResponseTrainer
@@ -153,6 +153,7 @@ def _check_window(model_config: Any, family: Family, prompt: int, response: int)
 
 def prepare(config: RunConfig, resume: bool = False) -> Prepared:
     """Read and tokenize the data and build the model, tokenizer and batch plans."""
+    check_output_dir(config.output_dir, [config.run_dir, *(source.path for source in config.data.sources)])
     args = training_arguments(config)
     set_seed(config.seed)
     train_dialogues, val_dialogues, sources = read_data(config.data, config.seed)

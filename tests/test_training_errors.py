@@ -1,0 +1,48 @@
+"""What a user can get wrong before or around a run is refused up front in one line, and nothing of theirs is lost."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.training_fixtures import tiny_config_file
+
+
+def _dry_run(path: Path, capsys: pytest.CaptureFixture[str], *overrides: str) -> tuple[int, str]:
+    code = main(["train", "--config", str(path), "--dry-run", *overrides])
+    err = capsys.readouterr().err
+    assert code == 0 or len(err.strip().splitlines()) == 1, err
+    return code, err
+
+
+def test_output_dir_that_is_not_ours_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tiny_config_file(tmp_path)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "me.jpg").write_bytes(b"precious")
+    code, err = _dry_run(path, capsys, f"output_dir={photos}")
+    assert code == 2 and "is not empty and is not a model directory" in err
+    assert (photos / "me.jpg").read_bytes() == b"precious"
+
+    assert (
+        "dialogues.jsonl, which exporting"
+        in _dry_run(path, capsys, f"output_dir={tmp_path}", f"run_dir={tmp_path.parent / 'run-elsewhere'}")[1]
+    )
+    assert "holds" in _dry_run(path, capsys, f"output_dir={tmp_path / 'run'}")[1]
+    assert "holds" in _dry_run(path, capsys, f"output_dir={tmp_path / 'm'}", f"run_dir={tmp_path / 'm' / 'run'}")[1]
+    (tmp_path / "file").write_text("")
+    assert "is a file" in _dry_run(path, capsys, f"output_dir={tmp_path / 'file'}")[1]
+
+    ours = tmp_path / "model"  # an earlier model of this pipeline is replaced, as a new one is written
+    ours.mkdir()
+    for name in ("config.json", "metrics.json", "model.safetensors"):
+        (ours / name).write_text("{}")
+    assert _dry_run(path, capsys)[0] == 0
+
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != tmp_path)
+    assert "no write permission" in _dry_run(path, capsys, f"output_dir={tmp_path / 'new' / 'model'}")[1]
