@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from training.readers import DataFormatError, Malformed, TelegramOptions, read_dialogues
+from bot.cli import main
+from tests.training_fixtures import tiny_config_file
+from training.readers import DataFormatError, GapSplits, Malformed, TelegramOptions, read_dialogues
 from training.readers.jsonstream import iter_json_array
 from training.readers.telegram import parse_gap
 
@@ -19,7 +22,9 @@ def chat(options: TelegramOptions | None = None, path: Path = EXPORT, persona: t
 
 
 def test_default_rules_on_bundled_export() -> None:
-    (evening,) = chat()  # the morning exchange is split off by the median gap and has no context left
+    evening, morning = chat()
+    assert [t.role for t in morning.turns] == ["user", "assistant"]  # answered 2 minutes later
+    assert chat(TelegramOptions(gap="median")) == [evening]  # the chat's median reply gap (60 s) splits it off
     assert [t.role for t in evening.turns] == ["user", "assistant", "user", "assistant"]
     # consecutive messages merged; the entity list flattened; service, forwarded and sticker messages gone
     assert evening.turns[0].content == "are you awake?\nthe explosions were very close tonight"
@@ -127,3 +132,37 @@ def test_json_stream_is_chunk_independent(tmp_path: Path, chunk: int) -> None:
     for key, line, _ in got:
         if key == "messages":
             assert lines[line - 1].strip() == "{"  # line numbers point at where each item starts
+
+
+def _evenings(tmp_path: Path, days: int = 10, per_day: int = 20) -> Path:
+    """A one-to-one chat of `days` evenings; the exporter ("Me") answers Ann within 10-160 s."""
+    messages = []
+    for day in range(days):
+        t = day * 86400
+        for i in range(per_day):
+            t += 10 + (i * 37 + day * 11) % 151
+            messages.append(_msg(len(messages), "Ann" if i % 2 == 0 else "Me", f"evening {day} line {i}", t))
+    path = tmp_path / "result.json"
+    path.write_text(
+        json.dumps({"name": "Ann", "type": "personal_chat", "id": "Ann", "messages": messages}), encoding="utf-8"
+    )
+    return path
+
+
+def test_default_gap_keeps_quick_replies_and_counts_what_a_gap_splits_off(tmp_path: Path) -> None:
+    path = _evenings(tmp_path, days=1, per_day=200)
+    splits = GapSplits()
+    dialogues = list(read_dialogues(path, "telegram", Malformed(), (), TelegramOptions(), splits))
+    learned = sum(t.role == "assistant" for d in dialogues for t in d.turns[1:])
+    assert (learned, splits.replies, splits.split_off) == (100, 100, 0)
+    median = GapSplits()
+    dialogues = list(read_dialogues(path, "telegram", Malformed(), (), TelegramOptions(gap="median"), median))
+    learned = sum(t.role == "assistant" for d in dialogues for t in d.turns[1:])
+    assert median.replies == 100 and median.split_off > 30 and learned == 100 - median.split_off
+
+
+def test_plan_reports_replies_split_off(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tiny_config_file(tmp_path, data={"sources": [{"path": str(_evenings(tmp_path)), "format": "telegram"}]})
+    assert main(["train", "--config", str(path), "--dry-run", "data.sources.0.telegram.gap=60"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"result.json \(telegram\): \d+ dialogues, 0 malformed skipped, [1-9]\d of 100 replies open", out)

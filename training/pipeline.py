@@ -24,7 +24,7 @@ from training.evaluation import sample_replies
 from training.examples import Example, add_distractors, build_examples, fit_to_block, is_validation
 from training.export import check_output_dir, export, generation_config
 from training.modeling import build_model, count_parameters, load_tokenizer, new_tokenizer
-from training.readers import Dialogue, Malformed, TelegramOptions, read_dialogues
+from training.readers import Dialogue, GapSplits, Malformed, TelegramOptions, read_dialogues
 from training.trainer import JsonlMetrics, ResponseTrainer
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ class SourceReport:
     format: str
     dialogues: int
     skipped: int
+    replies: int | None = None  # Telegram: replies of `me`, and those a pause over telegram.gap split off
+    split_off: int | None = None
 
 
 @dataclass
@@ -65,12 +67,14 @@ def read_data(data: DataConfig, seed: int) -> tuple[list[Dialogue], list[Dialogu
     for source in data.sources:
         malformed = Malformed(skip=data.skip_malformed)
         telegram = TelegramOptions(source.telegram.me, source.telegram.gap, tuple(source.telegram.drop_senders))
+        splits = GapSplits()
         count = 0
-        stream = read_dialogues(source.path, source.format, malformed, tuple(source.persona), telegram)
+        stream = read_dialogues(source.path, source.format, malformed, tuple(source.persona), telegram, splits)
         for dialogue in tqdm(stream, desc=f"reading {source.path.name}", unit=" dialogues", leave=False):
             (validation if is_validation(dialogue, data.validation_fraction, seed) else train).append(dialogue)
             count += 1
-        reports.append(SourceReport(str(source.path), source.format, count, malformed.skipped))
+        gap = (splits.replies, splits.split_off) if splits.gap is not None else (None, None)
+        reports.append(SourceReport(str(source.path), source.format, count, malformed.skipped, *gap))
     if not train:
         raise ValueError("no training dialogues: the sources are empty or every dialogue went to validation")
     return train, validation, reports
@@ -211,7 +215,13 @@ def plan_text(p: Prepared) -> str:
     budget = f"<= {b.max_tokens} padded tokens" if b.mode == "token_budget" else f"batch size {b.batch_size}"
     lines = [f"plan for run {c.name!r}"]
     lines += [
-        f"  data: {s.path} ({s.format}): {s.dialogues} dialogues, {s.skipped} malformed skipped" for s in p.sources
+        f"  data: {s.path} ({s.format}): {s.dialogues} dialogues, {s.skipped} malformed skipped"
+        + (
+            f", {s.split_off} of {s.replies} replies open a conversation after a pause over telegram.gap (not learned)"
+            if s.replies is not None
+            else ""
+        )
+        for s in p.sources
     ]
     lines += [
         f"  examples: {len(p.train)} train / {len(p.validation)} validation "

@@ -12,11 +12,20 @@ from training.readers.convai2 import read_convai2
 from training.readers.empathetic import read_empathetic_dialogues
 from training.readers.jsonl import read_jsonl
 from training.readers.parlai import read_parlai
-from training.readers.telegram import TelegramOptions, read_telegram
+from training.readers.telegram import GapSplits, TelegramOptions, read_telegram
 
 Format = Literal["auto", "empathetic_dialogues", "blended_skill_talk", "convai2", "parlai", "jsonl", "telegram"]
 
-__all__ = ["DataFormatError", "Dialogue", "Format", "Malformed", "TelegramOptions", "detect_format", "read_dialogues"]
+__all__ = [
+    "DataFormatError",
+    "Dialogue",
+    "Format",
+    "GapSplits",
+    "Malformed",
+    "TelegramOptions",
+    "detect_format",
+    "read_dialogues",
+]
 
 
 def detect_format(path: Path) -> Format:
@@ -47,8 +56,10 @@ def read_dialogues(
     malformed: Malformed,
     persona: tuple[str, ...] = (),
     telegram: TelegramOptions | None = None,
+    splits: GapSplits | None = None,
 ) -> Iterator[Dialogue]:
-    """Stream dialogues of one source; `persona` applies where the format carries none of its own."""
+    """Stream dialogues of one source; `persona` applies where the format carries none of its own;
+    `splits` counts the Telegram replies that a pause split off."""
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     match detect_format(path) if fmt == "auto" else fmt:
@@ -63,5 +74,5 @@ def read_dialogues(
         case "jsonl":
             return read_jsonl(path, malformed, persona)
         case "telegram":
-            return read_telegram(path, malformed, persona, telegram or TelegramOptions())
+            return read_telegram(path, malformed, persona, telegram or TelegramOptions(), splits)
     raise ValueError(f"unknown data format {fmt!r}")

@@ -5,8 +5,10 @@ Rules a person training on their own chats needs:
   and so is everything from bots (a sender whose name ends in "bot") and from `drop_senders`;
 - media without a caption (stickers, photos, voice notes) carries no text and is dropped;
 - consecutive messages of one sender are merged into one turn (joined with newlines);
-- a pause longer than `gap` starts a new conversation (default: the median time between a message and
-  the reply to it in this chat), so the model never learns to answer a message from days before;
+- a pause longer than `gap` (default 30 minutes) starts a new conversation, so the model never learns to
+  answer a message from days before. A reply after such a pause opens a conversation and is not learned,
+  so the gap is fixed rather than "median" (the chat's median reply time, which split off half the replies);
+  `GapSplits` counts what the gap costs, for the data plan;
 - `me` picks the participant the model learns to be (a name or a from_id such as "user123"); in a
   one-to-one chat it defaults to the exporter, i.e. the participant who is not the chat's peer.
 The file is read twice, streaming, when the median gap or the default participant must be found first.
@@ -33,8 +35,18 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 @dataclass(frozen=True, slots=True)
 class TelegramOptions:
     me: str | None = None
-    gap: str | float = "median"
+    gap: str | float = "30m"
     drop_senders: tuple[str, ...] = ()
+
+
+@dataclass
+class GapSplits:
+    """Replies of `me` (a turn after someone else's), and how many of them a pause over the gap split
+    off as a conversation's opener, where no example learns them."""
+
+    gap: float | None = None  # seconds, once the reader has chosen it
+    replies: int = 0
+    split_off: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,19 +155,28 @@ def _choose_me(path: Path, options: TelegramOptions, header: dict[str, Any], cou
 
 
 def read_telegram(
-    path: Path, malformed: Malformed, persona: tuple[str, ...] = (), options: TelegramOptions = TelegramOptions()
+    path: Path,
+    malformed: Malformed,
+    persona: tuple[str, ...] = (),
+    options: TelegramOptions = TelegramOptions(),
+    splits: GapSplits | None = None,
 ) -> Iterator[Dialogue]:
-    """Stream cleaned conversations from one chat export."""
+    """Stream cleaned conversations from one chat export; `splits` counts the replies the gap costs."""
+    splits = splits or GapSplits()
     gap = parse_gap(options.gap)
     header, counts, gaps = _survey(path, malformed, options)
     me = _choose_me(path, options, header, counts)
     if gap is None:
         gap = statistics.median(gaps) if gaps else float("inf")
+    splits.gap = gap
     turns: list[ChatMessage] = []
     speakers: list[str] = []
     start, last_time = 0, float("-inf")
     for message in _messages(path, malformed, options, {}):
+        reply = message.sender == me and bool(speakers) and speakers[-1] != me
+        splits.replies += reply
         if message.time - last_time > gap and turns:
+            splits.split_off += reply
             if d := dialogue(persona, turns, f"{path}:{start}"):
                 yield d
             turns, speakers = [], []
