@@ -9,6 +9,7 @@ import pytest
 
 from bot.cli import main
 from tests.training_fixtures import tiny_config_file
+from training.config import ConfigError, apply_override, load_config
 
 
 def _dry_run(path: Path, capsys: pytest.CaptureFixture[str], *overrides: str) -> tuple[int, str]:
@@ -46,3 +47,14 @@ def test_output_dir_that_is_not_ours_is_refused_before_training(
 
     monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != tmp_path)
     assert "no write permission" in _dry_run(path, capsys, f"output_dir={tmp_path / 'new' / 'model'}")[1]
+
+
+def test_override_yaml_cannot_parse_is_taken_as_a_string(tmp_path: Path) -> None:
+    raw: dict = {}
+    for value in ("@olena", "*", "`x", "[1, 2"):
+        apply_override(raw, f"a.me={value}")
+        assert raw["a"]["me"] == value
+    with pytest.raises(ConfigError, match=r"train.max_steps: Input should be a valid integer"):
+        load_config(str(tiny_config_file(tmp_path)), ["train.max_steps=[1, 2"])
+    config = load_config(str(tiny_config_file(tmp_path)), ["data.sources.0.telegram.me=@olena"])
+    assert config.data.sources[0].telegram.me == "@olena"

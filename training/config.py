@@ -171,11 +171,16 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Set `a.b.0.c=value` (the value parsed as YAML: numbers, booleans, lists) in the raw mapping."""
+    """Set `a.b.0.c=value` (the value parsed as YAML: numbers, booleans, lists) in the raw mapping.
+    A value YAML cannot parse (`me=@olena`, `gap=*`) is taken as the string it is, as a shell user means it;
+    validation still names the key when a string is not what it wants."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {assignment!r} must look like key.path=value")
-    value = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
     node: Any = data
     parts = key.split(".")
     for i, part in enumerate(parts):
