@@ -83,3 +83,10 @@ def test_fixed_mode_pads_to_longest_and_budget_pads_less() -> None:
 def test_budget_below_longest_example_is_refused() -> None:
     with pytest.raises(ValueError, match="max_tokens=100 is below the longest example"):
         BatchPlan([(50,), (120,)], BatchingConfig(max_tokens=100), seed=0)
+
+
+def test_static_batch_size_no_bucket_fills_is_refused() -> None:
+    lengths = [e.lengths("causal") for e in examples(40)]
+    with pytest.raises(ValueError, match=r"batch_size=512 makes no full static batch .*lower batching.batch_size"):
+        BatchPlan(lengths, BatchingConfig(mode="static", batch_size=512), seed=0)
+    assert len(BatchPlan(lengths, BatchingConfig(mode="static", batch_size=512), train=False)) > 0

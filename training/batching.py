@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 
 from torch.utils.data import Sampler
@@ -58,6 +58,12 @@ class BatchPlan(Sampler[list[int]]):
                     f"({longest} padded tokens); raise it or lower the prompt/response limits"
                 )
         self._count = len(self._plan(random.Random(seed)))
+        if self.lengths and not self._count:  # only static mode drops batches: each of its buckets fell short
+            fullest = max(Counter(padded(max(n), self.multiple) for n in self.lengths).values())
+            raise ValueError(
+                f"batching.batch_size={config.batch_size} makes no full static batch (the most examples of one "
+                f"padded length is {fullest}, and incomplete batches are dropped); lower batching.batch_size"
+            )
 
     @property
     def multiple(self) -> int | None:

@@ -169,6 +169,8 @@ def prepare(config: RunConfig, resume: bool = False) -> Prepared:
     builder = PromptBuilder(tokenizer, family, budget)
     train = _examples(train_dialogues, builder, config, family, config.seed)
     validation = _examples(val_dialogues, builder, config, family, config.seed + 1)
+    if not train:  # dialogues guarantee examples, so static mode's fit_to_block dropped them all
+        raise ValueError("no training example fits batching.block_size: raise it, or set batching.overflow=truncate")
     if not validation:
         raise ValueError("no validation examples: raise data.validation_fraction or add data")
     rows = config.model.distractor.num_candidates if config.model.distractor.enabled else 1
