@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from inference.synthetic import save_model
 from tests.training_fixtures import tiny_config_file
 from training.config import ConfigError, apply_override, load_config
 
@@ -69,3 +70,14 @@ def test_static_batching_that_leaves_nothing_to_train_on_is_one_line(
     static = ("batching.mode=static", "batching.block_size=8", "batching.overflow=drop")
     code, err = _dry_run(path, capsys, *static)
     assert code == 2 and "no training example fits batching.block_size" in err
+
+
+def test_model_not_on_this_machine_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tiny_config_file(tmp_path)
+    code, err = _dry_run(path, capsys, "model.scratch=null", "model.name_or_path=nobody/no-such-model")
+    assert code == 2 and "'nobody/no-such-model' is not a local directory and not in the local Hugging Face" in err
+    base = save_model("tiny-causal", tmp_path / "base")
+    assert _dry_run(path, capsys, "model.scratch=null", f"model.name_or_path={base}")[0] == 0
+    (base / "model.safetensors").unlink()
+    code, err = _dry_run(path, capsys, "model.scratch=null", f"model.name_or_path={base}")
+    assert code == 2 and f"model {base}: cannot load it" in err

@@ -25,12 +25,26 @@ from transformers import (
 
 from inference.prompt import Family, family_of
 from inference.synthetic import train_tokenizer
-from training.config import ModelConfig, ScratchConfig
+from training.config import ConfigError, ModelConfig, ScratchConfig
+
+
+def _pretrained(loader: Any, name_or_path: str | Path) -> Any:
+    """`loader.from_pretrained` from a directory or the local Hugging Face cache only, as the README promises
+    (nothing is downloaded); a model that is not there is one line naming it, not an OSError traceback."""
+    try:
+        return loader.from_pretrained(name_or_path, local_files_only=True)
+    except OSError as exc:
+        if Path(name_or_path).is_dir():
+            raise ConfigError(f"model {name_or_path}: cannot load it: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(
+            f"model {str(name_or_path)!r} is not a local directory and not in the local Hugging Face cache, and "
+            f"nothing is downloaded: fetch it first (hf download {name_or_path}) or give its directory"
+        ) from None
 
 
 def load_tokenizer(name_or_path: str | Path) -> Any:
     """The tokenizer of a model to fine-tune; GPT-2 style ones get EOS as the padding token."""
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    tokenizer = _pretrained(AutoTokenizer, name_or_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -44,14 +58,14 @@ def build_model(config: ModelConfig, tokenizer: Any) -> tuple[PreTrainedModel, F
     """Load or create the model; with the distractor head a GPT-2 model gets GPT2DoubleHeadsModel."""
     if config.scratch is None:
         assert config.name_or_path is not None
-        hf_config = AutoConfig.from_pretrained(config.name_or_path)
+        hf_config = _pretrained(AutoConfig, config.name_or_path)
         family = family_of(hf_config)
         if config.distractor.enabled:
             if hf_config.model_type != "gpt2":
                 raise ValueError(f"the distractor head needs a GPT-2 model, not {hf_config.model_type}")
-            return GPT2DoubleHeadsModel.from_pretrained(config.name_or_path), family
+            return _pretrained(GPT2DoubleHeadsModel, config.name_or_path), family
         auto = AutoModelForSeq2SeqLM if family == "seq2seq" else AutoModelForCausalLM
-        return auto.from_pretrained(config.name_or_path), family
+        return _pretrained(auto, config.name_or_path), family
     s = config.scratch
     if s.family == "seq2seq":
         ids = dict(
