@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from transformers import Trainer
 
 from bot.cli import main
 from inference.synthetic import save_model
-from tests.training_fixtures import tiny_config_file
+from tests.training_fixtures import tiny_config, tiny_config_file
 from training.config import ConfigError, apply_override, load_config
+from training.pipeline import run
+from training.trainer import CheckpointError
 
 
 def _dry_run(path: Path, capsys: pytest.CaptureFixture[str], *overrides: str) -> tuple[int, str]:
@@ -81,3 +86,30 @@ def test_model_not_on_this_machine_is_one_line(tmp_path: Path, capsys: pytest.Ca
     (base / "model.safetensors").unlink()
     code, err = _dry_run(path, capsys, "model.scratch=null", f"model.name_or_path={base}")
     assert code == 2 and f"model {base}: cannot load it" in err
+
+
+def test_broken_checkpoint_is_one_line_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny_config(tmp_path, overrides=["train.max_steps=4", "train.save_steps=2", "train.save_total_limit=null"])
+    with pytest.raises(ValueError, match=r"--resume: no checkpoint in .*checkpoints yet"):
+        run(config, resume=True)
+    run(config)
+    newest = config.run_dir / "checkpoints" / "checkpoint-4"
+    damages = {
+        "model.safetensors": lambda f: f.write_bytes(f.read_bytes()[:1000]),
+        "trainer_state.json": lambda f: f.unlink(),
+        "optimizer.pt": lambda f: f.write_bytes(f.read_bytes()[:100]),
+    }
+    for name, damage in damages.items():
+        kept = (newest / name).read_bytes()
+        damage(newest / name)
+        with pytest.raises(CheckpointError, match=rf"cannot resume from checkpoint {newest}: .*delete it"):
+            run(config, resume=True)
+        (newest / name).write_bytes(kept)
+
+    def no_space(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", no_space)
+    shutil.rmtree(config.output_dir)
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*checkpoint-2: .*No space left on device"):
+        run(config)

@@ -14,6 +14,7 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, GenerationConfig, PreTrainedModel, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
 from inference.prompt import Family, PromptBuilder, default_prompt_budget
 from training.batching import BatchPlan, padding_fraction
@@ -260,15 +261,25 @@ def make_trainer(p: Prepared, metrics_log: Path | None) -> ResponseTrainer:
     )
 
 
+def last_checkpoint(run_dir: Path) -> str:
+    """The checkpoint --resume continues from, found before the data are read."""
+    folder = run_dir / "checkpoints"
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if last is None:
+        raise ValueError(f"--resume: no checkpoint in {folder} yet; run without --resume to start")
+    return last
+
+
 def run(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     """Train and export; returns the metrics written beside the model (on every rank; only the
     main process writes files)."""
+    checkpoint = last_checkpoint(config.run_dir) if resume else None
     p = prepare(config, resume)
     log.info("%s", plan_text(p))
     trainer = make_trainer(p, config.run_dir / "metrics.jsonl")
     initial = trainer.evaluate()
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - started
     final = trainer.evaluate()
     device = resolve_device(config.train.device)

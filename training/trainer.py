@@ -3,16 +3,44 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from training.batching import BatchPlan
 from training.evaluation import loss_metrics, response_nll
+
+# What a damaged or unreadable checkpoint raises: torch.load's RuntimeError, pickle's, safetensors', json's, the OS's.
+CHECKPOINT_ERRORS = (OSError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError, json.JSONDecodeError)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or written; the message names its directory and what to do."""
+
+
+@contextmanager
+def checkpoint_io(directory: str | Path, action: str, advice: str) -> Iterator[None]:
+    """Turn the many ways reading or writing a checkpoint fails into one line a user can act on."""
+    try:
+        yield
+    except CHECKPOINT_ERRORS as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot {action} checkpoint {directory}: {reason}; {advice}") from None
+
+
+RESUME_ADVICE = (
+    "if it is damaged (a run stopped while saving it), delete it to resume from an earlier one, or run without --resume"
+)
 
 
 class ResponseTrainer(Trainer):
@@ -49,6 +77,30 @@ class ResponseTrainer(Trainer):
             num_workers=self.args.dataloader_num_workers,
         )
         return self.accelerator.prepare(loader)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        with checkpoint_io(resume_from_checkpoint, "resume from", RESUME_ADVICE):
+            # train() reads the state right after the weights, outside any method we can wrap.
+            json.loads((Path(resume_from_checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        with checkpoint_io(checkpoint or "", "resume from", RESUME_ADVICE):
+            super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _load_scaler(self, checkpoint: str | None) -> None:
+        with checkpoint_io(checkpoint or "", "resume from", RESUME_ADVICE):
+            super()._load_scaler(checkpoint)
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        with checkpoint_io(checkpoint or "", "resume from", RESUME_ADVICE):
+            super()._load_rng_state(checkpoint)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        directory = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        advice = "free space or fix permissions there; --resume continues from the last whole checkpoint"
+        with checkpoint_io(directory, "write", advice):
+            super()._save_checkpoint(model, trial)
 
     def compute_loss(
         self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False, num_items_in_batch: Any = None
