@@ -81,13 +81,21 @@ def test_split_is_deterministic_and_by_content() -> None:
 
 def test_distractors_are_other_replies() -> None:
     examples = [Example((1, 2), (10 + i, 0)) for i in range(5)]
-    with_mc = add_distractors(examples, num_candidates=3, seed=0)
-    assert with_mc == add_distractors(examples, 3, 0)
+    with_mc = add_distractors(examples, num_candidates=3, seed=0, split="training")
+    assert with_mc == add_distractors(examples, 3, 0, "training")
     for e in with_mc:
         assert len(e.distractors) == 2 and e.response not in e.distractors
     batch = Collator("causal", 0, distractors=True)(with_mc[:2])
     assert batch["input_ids"].shape[:2] == (2, 3) and batch["mc_labels"].tolist() == [2, 2]
     assert (batch["labels"][:, :2] == IGNORE).all()  # LM loss only on the true reply (last candidate)
+
+
+def test_distractors_from_one_repeated_reply_are_refused_naming_the_split() -> None:
+    examples = [Example((1, 2 + i), (10, 0)) for i in range(5)]
+    with pytest.raises(ValueError, match="every validation example has the same reply"):
+        add_distractors(examples, num_candidates=2, seed=0, split="validation")
+    varied = add_distractors([*examples, Example((1,), (11, 0))], num_candidates=3, seed=0, split="validation")
+    assert all(e.distractors == ((11, 0), (11, 0)) for e in varied[:5])
 
 
 def test_fit_to_block_truncates_oldest_or_drops() -> None:

@@ -64,10 +64,18 @@ def build_examples(
     return examples
 
 
-def add_distractors(examples: list[Example], num_candidates: int, seed: int) -> list[Example]:
-    """Give each example `num_candidates - 1` replies drawn from other examples (GPT2DoubleHeadsModel)."""
+def add_distractors(examples: list[Example], num_candidates: int, seed: int, split: str) -> list[Example]:
+    """Give each example `num_candidates - 1` replies drawn from other examples (GPT2DoubleHeadsModel).
+
+    A split whose replies are all the same has no wrong reply to draw, so it is refused (naming the split)
+    rather than trained with the true reply as its own distractor, which would teach the head nothing."""
     if len(examples) < num_candidates:
-        raise ValueError(f"need at least {num_candidates} examples to draw distractors from")
+        raise ValueError(f"need at least {num_candidates} {split} examples to draw distractors from")
+    if len({e.response for e in examples}) < 2:
+        raise ValueError(
+            f"every {split} example has the same reply, so the distractor head has no other reply to draw; "
+            "add varied replies or set model.distractor.enabled=false"
+        )
     rng = random.Random(seed)
     out = []
     for i, example in enumerate(examples):

@@ -131,7 +131,7 @@ def _tokenizer(config: RunConfig, train: list[Dialogue], args: TrainingArguments
 
 
 def _examples(
-    dialogues: list[Dialogue], builder: PromptBuilder, config: RunConfig, family: Family, seed: int
+    dialogues: list[Dialogue], builder: PromptBuilder, config: RunConfig, family: Family, seed: int, split: str
 ) -> list[Example]:
     examples = build_examples(
         tqdm(dialogues, desc="tokenizing", unit=" dialogues", leave=False),
@@ -140,7 +140,7 @@ def _examples(
         config.data.max_response_tokens,
     )
     if config.model.distractor.enabled:
-        examples = add_distractors(examples, config.model.distractor.num_candidates, seed)
+        examples = add_distractors(examples, config.model.distractor.num_candidates, seed, split)
     if config.batching.mode == "static":
         examples = fit_to_block(examples, family, config.batching.block_size, config.batching.overflow)
     return examples
@@ -168,8 +168,8 @@ def prepare(config: RunConfig, resume: bool = False) -> Prepared:
     budget = config.data.max_prompt_tokens or default_prompt_budget(family, model.config)
     _check_window(model.config, family, budget, config.data.max_response_tokens)
     builder = PromptBuilder(tokenizer, family, budget)
-    train = _examples(train_dialogues, builder, config, family, config.seed)
-    validation = _examples(val_dialogues, builder, config, family, config.seed + 1)
+    train = _examples(train_dialogues, builder, config, family, config.seed, "training")
+    validation = _examples(val_dialogues, builder, config, family, config.seed + 1, "validation")
     if not train:  # dialogues guarantee examples, so static mode's fit_to_block dropped them all
         raise ValueError("no training example fits batching.block_size: raise it, or set batching.overflow=truncate")
     if not validation:
