@@ -37,6 +37,16 @@ def test_bundled_file_reads_and_detects(name: str) -> None:
         assert d.origin.startswith(str(path))
 
 
+@pytest.mark.parametrize("name", BUNDLED)
+def test_byte_order_mark_is_not_text(tmp_path: Path, name: str) -> None:
+    path = tmp_path / Path(name).name
+    path.write_bytes(b"\xef\xbb\xbf" + (FORMATS / name).read_bytes())
+    assert detect_format(path) == BUNDLED[name]
+    dialogues, skipped = read(path)
+    assert skipped == 0
+    assert [(d.persona, d.turns) for d in dialogues] == [(d.persona, d.turns) for d in read(FORMATS / name)[0]]
+
+
 def test_empathetic_dialogues_unescapes_and_assigns_roles() -> None:
     dialogues, _ = read(FORMATS / "empathetic_dialogues.csv")
     first = dialogues[0]

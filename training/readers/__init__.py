@@ -37,7 +37,7 @@ def detect_format(path: Path) -> Format:
     if path.suffix == ".json":
         return "telegram" if path.name == "result.json" else "blended_skill_talk"
     with path.open("rb") as f:
-        first = f.readline().decode("utf-8", "replace")
+        first = f.readline().decode("utf-8-sig", "replace")
     if first.startswith("text:") or "\ttext:" in first:
         return "parlai"
     if first.split(" ", 1)[0].isdigit():

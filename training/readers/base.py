@@ -51,11 +51,12 @@ class Malformed:
 
 
 def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Stream (line number, text) without the newline; a byte sequence that is not UTF-8 names its line."""
+    """Stream (line number, text) without the newline; a byte sequence that is not UTF-8 names its line.
+    A byte order mark (Windows editors and Excel write one) is not part of the text."""
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise DataFormatError(path, number, f"not UTF-8 ({exc.reason})") from None
             yield number, text.rstrip("\r\n")

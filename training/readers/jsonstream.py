@@ -20,7 +20,7 @@ _decoder = json.JSONDecoder()
 class _Scanner:
     def __init__(self, path: Path, chunk_size: int) -> None:
         self.path = path
-        self._file = path.open("r", encoding="utf-8")
+        self._file = path.open("r", encoding="utf-8-sig")  # a byte order mark is not JSON
         self._chunk = chunk_size
         self.buf = ""
         self.pos = 0
