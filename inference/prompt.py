@@ -29,7 +29,7 @@ from the left, keeping its end (the newest words and the final EOS).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from inference.api import ChatMessage
@@ -39,6 +39,7 @@ Family = Literal["seq2seq", "causal"]
 PERSONA_PREFIX = "your persona: "
 SEQ2SEQ_SEPARATOR = "  "
 CAUSAL_DEFAULT_BUDGET = 256
+PROMPT_BUDGET_KEY = "max_prompt_tokens"  # config.json key of the budget a model was trained with
 
 
 def family_of(config: Any) -> Family:
@@ -47,9 +48,12 @@ def family_of(config: Any) -> Family:
 
 
 def default_prompt_budget(family: Family, config: Any) -> int:
-    """The prompt token budget: the encoder's whole window for seq2seq (128 for the released
-    BlenderBots); for causal models a quarter of the window at most, leaving the reply room and
-    keeping CPU latency low (256 for GPT-2's 1024 positions)."""
+    """The prompt token budget: the one a model was trained with, when the training pipeline saved it in
+    its config (so serving cuts prompts as training did); else the encoder's whole window for seq2seq
+    (128 for the released BlenderBots); for causal models a quarter of the window at most, leaving the
+    reply room and keeping CPU latency low (256 for GPT-2's 1024 positions)."""
+    if saved := getattr(config, PROMPT_BUDGET_KEY, None):
+        return int(saved)
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     if not positions:
         raise ValueError(f"{type(config).__name__} does not say how many positions the model has")
@@ -58,16 +62,16 @@ def default_prompt_budget(family: Family, config: Any) -> int:
     return min(CAUSAL_DEFAULT_BUDGET, int(positions) // 2)
 
 
+def persona_lines(texts: Iterable[str]) -> list[str]:
+    """Persona lines as the model sees them, in serving and training alike: every line of every text,
+    stripped, empty ones dropped."""
+    return [line.strip() for text in texts for line in text.splitlines() if line.strip()]
+
+
 def split_messages(messages: Sequence[ChatMessage]) -> tuple[list[str], list[ChatMessage]]:
-    """System messages become persona lines (one per non-empty line); the rest are the turns."""
-    persona: list[str] = []
-    turns: list[ChatMessage] = []
-    for message in messages:
-        if message.role == "system":
-            persona.extend(line.strip() for line in message.content.splitlines() if line.strip())
-        else:
-            turns.append(message)
-    return persona, turns
+    """System messages become persona lines (persona_lines); the rest are the turns."""
+    persona = persona_lines(m.content for m in messages if m.role == "system")
+    return persona, [m for m in messages if m.role != "system"]
 
 
 def persona_line(line: str) -> str:

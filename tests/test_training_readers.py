@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from inference.api import ChatMessage
+from inference.prompt import split_messages
 from training.readers import DataFormatError, Malformed, detect_format, read_dialogues
 
 FORMATS = Path(__file__).resolve().parents[1] / "training" / "data" / "formats"
@@ -85,6 +87,21 @@ def test_jsonl_source_persona_applies_only_when_record_has_none(tmp_path: Path) 
     assert d.persona == ("I am kind.",)
     bundled, _ = read(FORMATS / "dialogues.jsonl", persona=("ignored",))
     assert bundled[0].persona[0] == "I am a calm volunteer listener."
+
+
+def test_persona_lines_are_normalised_as_serving_normalises_system_messages(tmp_path: Path) -> None:
+    raw = ["  I am kind.\nI listen first. ", "", "   "]
+    served, _ = split_messages([ChatMessage("system", line) for line in raw])
+    path = tmp_path / "d.jsonl"
+    path.write_text(
+        json.dumps({"persona": raw, "turns": ["hi", "hello"]}) + "\n" + json.dumps({"turns": ["hi", "hey"]}) + "\n",
+        encoding="utf-8",
+    )
+    (own, source), _ = read(path, persona=tuple(raw))
+    assert list(own.persona) == list(source.persona) == served == ["I am kind.", "I listen first."]
+    path.write_text(json.dumps({"persona": [" ", ""], "turns": ["hi", "hello"]}) + "\n", encoding="utf-8")
+    (blank,), _ = read(path, persona=("I am kind.",))
+    assert blank.persona == ("I am kind.",)  # a record's blank persona is no persona
 
 
 BROKEN = [

@@ -69,6 +69,13 @@ def test_resume_continues_where_the_checkpoint_left_off(tmp_path: Path) -> None:
     assert (config.output_dir / "config.json").exists()
 
 
+def test_served_model_cuts_prompts_with_the_budget_it_was_trained_with(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, overrides=["data.max_prompt_tokens=100", "train.max_steps=2"])
+    run(config)
+    assert load_model(str(config.output_dir), device="cpu").prompts.max_prompt_tokens == 100
+    assert load_model(str(config.output_dir), device="cpu", prompt_budget=60).prompts.max_prompt_tokens == 60
+
+
 def test_distractor_head_trains_and_exports_a_plain_lm(tmp_path: Path) -> None:
     config = tiny_config(
         tmp_path, overrides=["model.distractor.enabled=true", "model.distractor.loss_weight=0.5", "train.max_steps=10"]

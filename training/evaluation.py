@@ -12,7 +12,7 @@ from transformers import GenerationConfig, PreTrainedModel
 
 from inference.api import ChatMessage, GenerationParams
 from inference.generation import request_config
-from inference.prompt import PromptBuilder
+from inference.prompt import PromptBuilder, persona_lines
 from training.examples import IGNORE
 
 
@@ -57,7 +57,7 @@ def sample_replies(
     generation = request_config(generation, builder.family, GenerationParams(), max_new_tokens)
     replies = []
     for text in prompts:
-        ids = builder.prompt_ids(persona, [ChatMessage("user", text)])
+        ids = builder.prompt_ids(persona_lines(persona), [ChatMessage("user", text)])
         inputs = torch.tensor([ids], device=model.device)
         out = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), generation_config=generation)
         reply = out[0] if model.config.is_encoder_decoder else out[0, len(ids) :]

@@ -14,7 +14,7 @@ from typing import Any
 from transformers import GenerationConfig, PreTrainedModel
 
 from inference.generation import family_defaults
-from inference.prompt import Family
+from inference.prompt import PROMPT_BUDGET_KEY, Family
 from training.config import ConfigError
 from training.modeling import for_serving
 
@@ -123,12 +123,16 @@ def export(
     metrics: dict[str, Any],
     samples: list[dict[str, str]],
     generation: GenerationConfig,
+    max_prompt_tokens: int,
 ) -> Path:
+    """Write the model directory; the prompt budget goes into config.json, where serving reads it
+    (inference.prompt.default_prompt_budget), so the worker cuts prompts as training did."""
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     serving = for_serving(model)
     serving.generation_config = generation
+    setattr(serving.config, PROMPT_BUDGET_KEY, max_prompt_tokens)
     serving.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     (partial / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

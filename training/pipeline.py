@@ -319,7 +319,16 @@ def run(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             config.eval.sample_max_new_tokens,
         )
         _write_samples(config.run_dir, samples)
-        export(p.model, p.tokenizer, p.family, config.output_dir, metrics, samples, p.generation)
+        export(
+            p.model,
+            p.tokenizer,
+            p.family,
+            config.output_dir,
+            metrics,
+            samples,
+            p.generation,
+            p.builder.max_prompt_tokens,
+        )
     return metrics
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference.api import ChatMessage
+from inference.prompt import persona_lines
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def dialogue(persona: list[str] | tuple[str, ...], turns: list[ChatMessage], origin: str) -> Dialogue | None:
-    """A Dialogue when it has something to learn (an assistant turn after some context), else None."""
+    """A Dialogue when it has something to learn (an assistant turn after some context), else None.
+    The persona is normalised as serving normalises system messages, so the model sees the same lines."""
     if any(t.role == "assistant" for t in turns[1:]):
-        return Dialogue(tuple(persona), tuple(turns), origin)
+        return Dialogue(tuple(persona_lines(persona)), tuple(turns), origin)
     return None

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.api import ChatMessage
+from inference.prompt import persona_lines
 from training.readers.base import DataFormatError, Dialogue, Malformed, dialogue, numbered_lines
 
 
@@ -50,5 +51,5 @@ def read_jsonl(path: Path, malformed: Malformed, persona: tuple[str, ...] = ()) 
         if problem := next((t for t in turns if isinstance(t, str)), None):
             malformed(DataFormatError(path, number, problem))
             continue
-        if d := dialogue(tuple(own) or persona, turns, f"{path}:{number}"):  # type: ignore[arg-type]
+        if d := dialogue(persona_lines(own) or persona, turns, f"{path}:{number}"):  # type: ignore[arg-type]
             yield d
