@@ -126,6 +126,27 @@ def test_config_paths_overrides_and_errors(tmp_path: Path) -> None:
         load_config("no-such-config")
 
 
+def test_home_in_paths_is_expanded(tmp_path: Path) -> None:
+    home = Path.home()
+    config = tiny_config(
+        tmp_path,
+        overrides=[
+            "data.sources.0.path=~/chats/result.json",
+            "output_dir=~/models/me",
+            "run_dir=~/runs/me",
+            "model.scratch=null",
+            "model.name_or_path=~/models/base",
+        ],
+    )
+    assert config.data.sources[0].path == home / "chats" / "result.json"
+    assert (config.output_dir, config.run_dir) == (home / "models" / "me", home / "runs" / "me")
+    assert config.model.name_or_path == str(home / "models" / "base")
+    assert (
+        tiny_config(tmp_path, overrides=["model.scratch=null", "model.name_or_path=org/m"]).model.name_or_path
+        == "org/m"
+    )
+
+
 def test_bundled_configs_validate() -> None:
     for name in ("demo", "blenderbot-400m-empathetic", "dialogpt-medium-telegram", "gaudi"):
         assert load_config(name).name

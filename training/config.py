@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from training.readers import Format
 
@@ -21,6 +21,15 @@ BUNDLED = Path(__file__).with_name("configs")
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message says which key and why."""
+
+
+# A path as a shell user writes it: `~` is their home, in the file and in overrides alike.
+UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
+
+
+def _user_model(name: str | None) -> str | None:
+    """A model directory given as ~/...; hub ids never start with ~."""
+    return os.path.expanduser(name) if name and name.startswith("~") else name
 
 
 class _Strict(BaseModel):
@@ -36,7 +45,7 @@ class TelegramConfig(_Strict):
 
 
 class SourceConfig(_Strict):
-    path: Path
+    path: UserPath
     format: Format = "auto"
     persona: list[str] = []  # used where the format carries no persona of its own
     telegram: TelegramConfig = TelegramConfig()
@@ -73,7 +82,7 @@ class DistractorConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    name_or_path: str | None = None  # a hub id or a local directory to fine-tune
+    name_or_path: Annotated[str | None, AfterValidator(_user_model)] = None  # a hub id or a local directory
     scratch: ScratchConfig | None = None
     distractor: DistractorConfig = DistractorConfig()
 
@@ -128,8 +137,8 @@ class EvalConfig(_Strict):
 class RunConfig(_Strict):
     name: str
     seed: int = 1234
-    output_dir: Path  # the model directory the worker and the bot load
-    run_dir: Path  # checkpoints, metrics log, sample replies
+    output_dir: UserPath  # the model directory the worker and the bot load
+    run_dir: UserPath  # checkpoints, metrics log, sample replies
     data: DataConfig
     model: ModelConfig
     batching: BatchingConfig = BatchingConfig()
