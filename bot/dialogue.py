@@ -29,7 +29,7 @@ from bot.settings import Settings
 from bot.texts import builtin_personas, text
 from db import repo
 from db.engine import DATABASE_ERRORS, Database
-from db.models import Conversation, ConversationStatus, MessageStatus, Role, User
+from db.models import Conversation, ConversationStatus, MessageStatus, Role, User, utcnow
 from db.repo import ConversationState, Pending, Person
 from inference.api import BackendError, ChatBackend, ChatMessage, Completion, GenerationParams
 
@@ -42,6 +42,8 @@ _LOOK_EVERY_S = 1.0  # how often a queued message checks it is still queued (see
 
 # A call, or a channel that cannot take a late safe reply, waits this long for a slow crisis check.
 UNPUSHABLE_WAIT_S = 5.0
+EXCERPT_CHARS = 200  # of a person's words in an alert to every operator
+OPERATOR_READS = 4000  # the operator holding a conversation reads the whole message (up to one Telegram message)
 
 
 class Pusher(Protocol):
@@ -230,11 +232,47 @@ class Dialogue:
         metrics.ASSESSMENTS.labels(assessment.level.name.lower()).inc()
         level = max(assessment.level, Level(conversation.risk_level))
 
-        if conversation.operator is not None:
-            return await self._to_operator(message, conversation, user, level)
+        # At risk, the safe words go out even while an operator holds the conversation: the operator
+        # may be away, and a call can only be transferred from here. The operator reads it all.
         if assessment.level >= Level.CONCERN:
             return await self._crisis(message, conversation, user, assessment, level)
+        if conversation.operator is not None and not await self._hold_lapsed(conversation, user):
+            return await self._to_operator(message, conversation, user, screening, level, call)
         return await self._model_reply(message, conversation, user, persona, earlier, screening, level, call)
+
+    async def _hold_lapsed(self, conversation: ConversationState, user: Person) -> bool:
+        """Whether the operator holding the conversation has been silent past HANDOFF_IDLE_S: then the
+        hold ends, operators are told, the person hears that the bot answers again, and it does. A hold
+        nobody keeps would otherwise leave the person writing into silence. False when the database
+        cannot say (the hold stands: the operator still sees the message)."""
+        idle_since = utcnow() - timedelta(seconds=self.settings.handoff_idle_s)
+        try:
+            async with self.db.transaction() as session:
+                holder = await repo.lapse_hold(session, conversation.id, idle_since)
+                person = await session.get(User, user.id) if holder else None
+                if holder is None or person is None:
+                    return False
+                await repo.audit(
+                    session,
+                    user_id=user.id,
+                    conversation_id=conversation.id,
+                    actor="system",
+                    action="hold_lapsed",
+                    holder=holder,
+                )
+        except DATABASE_ERRORS:
+            metrics.DB_ERRORS.labels("hold").inc()
+            log.exception("database failed checking the hold on conversation %s", conversation.id)
+            return False
+        log.info("conversation %s: its operator was silent too long, the bot answers again", conversation.id)
+        level = Level(conversation.risk_level)
+        await self._alert("hold_lapsed", user.id, conversation.id, None, level, user.channel, "", None)
+        try:
+            if self.pusher is not None:
+                await self.pusher.push(user.channel, person.external_id, text("operator_away", user.locale))
+        except Exception as exc:  # noqa: BLE001 - each channel raises its own errors; the reply still goes out
+            log.warning("could not tell conversation %s its operator is away: %s", conversation.id, type(exc).__name__)
+        return True
 
     async def _second_look(
         self, screening: Screening, message: Pending, conversation: ConversationState, user: Person, call: bool
@@ -366,7 +404,15 @@ class Dialogue:
             await self._mark_failed(message, level)
             return TurnResult(safe.text, Outcome.CRISIS, level, message_id=message.id, assessment=assessment)
         await self._alert(
-            "escalation", user.id, conversation.id, escalation_id, level, user.channel, message.text, assessment
+            "escalation",
+            user.id,
+            conversation.id,
+            escalation_id,
+            level,
+            user.channel,
+            message.text,
+            assessment,
+            limit=OPERATOR_READS if conversation.operator is not None else EXCERPT_CHARS,
         )
         return TurnResult(
             safe.text,
@@ -453,9 +499,19 @@ class Dialogue:
         return escalation.id
 
     async def _to_operator(
-        self, message: Pending, conversation: ConversationState, user: Person, level: Level
+        self,
+        message: Pending,
+        conversation: ConversationState,
+        user: Person,
+        screening: Screening,
+        level: Level,
+        call: bool,
     ) -> TurnResult:
-        """An operator holds the conversation: the model stays silent and the operator sees the message."""
+        """An operator holds the conversation: the model stays silent and the operator sees the message.
+        The crisis layer's slow components still read it, as on any turn."""
+        second = await self._second_look(screening, message, conversation, user, call)
+        if second is not None and second.level >= Level.CONCERN:
+            return await self._crisis(message, conversation, user, second, max(level, second.level))
         try:
             async with self.db.transaction() as session:
                 await repo.finish(session, message.id, MessageStatus.ANSWERED, int(level))
@@ -464,7 +520,7 @@ class Dialogue:
             log.exception("database failed marking message %s as passed to an operator", message.id)
         # The operator reads the whole message, not an excerpt.
         await self._alert(
-            "user_message", user.id, conversation.id, None, level, user.channel, message.text, None, limit=4000
+            "user_message", user.id, conversation.id, None, level, user.channel, message.text, None, OPERATOR_READS
         )
         return TurnResult(None, Outcome.OPERATOR, level, message_id=message.id)
 
@@ -541,13 +597,18 @@ class Dialogue:
             message = await repo.find_message(session, user.id, channel_message_id) if user else None
             return await self._finished(session, message.id) if message else None
 
-    @staticmethod
-    async def _finished(session: AsyncSession, message_id: int) -> TurnResult | None:
+    async def _finished(self, session: AsyncSession, message_id: int) -> TurnResult | None:
         message = await repo.get_message(session, message_id)
         if message is None or message.status not in (MessageStatus.ANSWERED, MessageStatus.FAILED):
             return None
         reply = await repo.reply_to(session, message_id)
         assessed = Level(message.risk_level or 0)
+        if reply is None and message.status == MessageStatus.FAILED and assessed >= Level.CONCERN:
+            # A crisis turn whose records failed: whoever picks it up (a call's next request, perhaps on
+            # another replica) still gives the safe words, and a call is still transferred.
+            user = await session.get_one(User, message.user_id)
+            safe = self.safety.safe_reply(Assessment(assessed), user.locale, user.country)
+            return TurnResult(safe.text, Outcome.CRISIS, assessed, message_id=message_id)
         if reply is None:  # an operator holds the conversation, or storing the reply failed
             outcome = Outcome.FALLBACK if message.status == MessageStatus.FAILED else Outcome.OPERATOR
             return TurnResult(None, outcome, assessed, message_id=message_id)
@@ -565,7 +626,7 @@ class Dialogue:
         channel: str,
         body: str,
         assessment: Assessment | None,
-        limit: int = 200,
+        limit: int = EXCERPT_CHARS,
     ) -> None:
         tags = tuple(sorted(str(t) for t in assessment.tags)) if assessment else ()
         await self.alerts.send(

@@ -9,20 +9,51 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.alerts import Alert, OperatorAlerts
 from bot.crisis.levels import Level
 from bot.texts import text
 from db import repo
 from db.engine import DATABASE_ERRORS, Database
-from db.models import Conversation, Escalation, EscalationStatus, Role, User, utcnow
+from db.models import Conversation, ConversationStatus, Escalation, EscalationStatus, Role, User, utcnow
 
 log = logging.getLogger(__name__)
 
 Sender = Callable[[str, str], Awaitable[None]]  # (external_id, text)
+_STATUS_ORDER = (EscalationStatus.OPEN, EscalationStatus.ACKNOWLEDGED, EscalationStatus.RESOLVED)
+
+
+class Status(StrEnum):
+    DONE = "done"
+    NOT_FOUND = "not_found"  # no such conversation or escalation
+    UNCHANGED = "unchanged"  # nothing to do: not held, or the escalation is already past that step
+    HELD_BY_OTHER = "held_by_other"  # another operator holds the person; they release first
+    UNREACHABLE = "unreachable"  # the person's channel cannot carry an operator's words
+
+
+class Refused(Exception):
+    """A channel would not deliver an operator's words. Its message says why and holds nothing of
+    the person's (no number, no text), so operators may be shown it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What an operator's action did, and where: the conversation acted on (an alert's may have
+    ended, and the person's open one is used) and who holds it. True when it was done."""
+
+    status: Status
+    conversation_id: int | None = None
+    holder: str | None = None
+    reason: str | None = None  # why a person is unreachable (no words of theirs)
+
+    def __bool__(self) -> bool:
+        return self.status == Status.DONE
 
 
 class Handoff:
@@ -50,72 +81,109 @@ class Handoff:
         await send(external_id, words)
         return True
 
-    async def take(self, conversation_id: int, operator: str) -> bool:
-        """The operator holds the conversation: the model stays silent until release, and the person
-        is told that someone from the team is with them now (where their channel can push)."""
+    async def take(self, conversation_id: int, operator: str) -> Step:
+        """The operator holds the person's open conversation: the model stays silent until release (or
+        until the hold lapses, see `Dialogue`), and the person is told someone from the team is with
+        them. Refused where their channel cannot carry an operator's words (web chat, a call with no
+        SMS), since a hold there would only silence the bot, and while another operator holds it."""
         async with self.db.transaction() as session:
-            conversation = await session.get(Conversation, conversation_id)
-            if conversation is None:
-                return False
-            user = await session.get_one(User, conversation.user_id)
-            conversation.operator, conversation.taken_over_at = operator, utcnow()
-            escalation = await repo.active_escalation(session, conversation_id)
+            found = await self._person(session, conversation_id, open_new=True)
+            if found is None:
+                return Step(Status.NOT_FOUND)
+            user, conversation = found
+            if not self.can_push(user.channel):
+                return Step(Status.UNREACHABLE, conversation.id, reason=f"the {user.channel} channel cannot carry them")
+            held_before = conversation.operator == operator
+            if not await repo.hold(session, conversation.id, operator):
+                holder = await session.scalar(select(Conversation.operator).where(Conversation.id == conversation.id))
+                return Step(Status.HELD_BY_OTHER, conversation.id, holder)
+            escalation = await repo.active_escalation(session, conversation.id)
             if escalation is not None and escalation.status == EscalationStatus.OPEN:
                 escalation.status, escalation.operator = EscalationStatus.ACKNOWLEDGED, operator
                 escalation.acknowledged_at = utcnow()
             await repo.audit(
                 session,
-                user_id=conversation.user_id,
-                conversation_id=conversation_id,
+                user_id=user.id,
+                conversation_id=conversation.id,
                 escalation_id=escalation.id if escalation else None,
                 actor=operator,
                 action="take",
                 level=Level(conversation.risk_level).name.lower(),
             )
-        send = self._senders.get(user.channel)
-        if send is not None:
+        if not held_before:
             try:
-                await send(user.external_id, text("with_operator", user.locale))
+                await self.push(user.channel, user.external_id, text("with_operator", user.locale))
+            except Refused as exc:  # e.g. a caller who hid their number: no operator can reach them
+                await self.release(conversation.id, operator)
+                return Step(Status.UNREACHABLE, conversation.id, reason=str(exc))
             except Exception as exc:  # the take-over stands; the operator's own first message may still arrive
-                log.warning("could not tell conversation %s that an operator joined: %s", conversation_id, exc)
-        return True
+                log.warning(
+                    "could not tell conversation %s an operator joined: %s", conversation.id, type(exc).__name__
+                )
+        return Step(Status.DONE, conversation.id, operator)
 
-    async def release(self, conversation_id: int, operator: str) -> bool:
-        """Hand the conversation back to the bot."""
+    async def release(self, conversation_id: int, operator: str) -> Step:
+        """Hand the person's open conversation back to the bot (any operator may: the audit names who)."""
         async with self.db.transaction() as session:
-            conversation = await session.get(Conversation, conversation_id)
+            found = await self._person(session, conversation_id, open_new=False)
+            if found is None:
+                return Step(Status.NOT_FOUND)
+            user, conversation = found
             if conversation is None or conversation.operator is None:
-                return False
-            conversation.operator = None
+                return Step(Status.UNCHANGED, conversation.id if conversation else conversation_id)
+            holder, conversation.operator = conversation.operator, None
             await repo.audit(
-                session, user_id=conversation.user_id, conversation_id=conversation_id, actor=operator, action="release"
+                session,
+                user_id=user.id,
+                conversation_id=conversation.id,
+                actor=operator,
+                action="release",
+                holder=holder,
             )
-        return True
+        return Step(Status.DONE, conversation.id)
 
-    async def say(self, conversation_id: int, operator: str, words: str) -> bool:
-        """Deliver an operator's message through the user's own channel, then store it.
+    async def say(self, conversation_id: int, operator: str, words: str) -> Step:
+        """Deliver an operator's message through the person's own channel, then store it in their
+        open conversation, which the operator then holds (another operator's hold stands).
 
         Delivery comes first so that a message the channel refused (a number that texted STOP, say)
         is never recorded as said; the channel's sender raises to refuse, and that error reaches the caller.
         """
         if not words.strip():
-            return False
+            return Step(Status.UNCHANGED, conversation_id)
         async with self.db.transaction() as session:
-            conversation = await session.get(Conversation, conversation_id)
-            user = await session.get(User, conversation.user_id) if conversation else None
-        if conversation is None or user is None:
-            return False
-        if not await self.push(user.channel, user.external_id, words):  # a refusal raises to the operator's
-            return False  # front-end, and nothing is stored
+            found = await self._person(session, conversation_id, open_new=False)
+        if found is None:
+            return Step(Status.NOT_FOUND)
+        user = found[0]
+        if not self.can_push(user.channel):
+            return Step(Status.UNREACHABLE, conversation_id, reason=f"the {user.channel} channel cannot carry them")
+        await self.push(user.channel, user.external_id, words)  # a refusal raises to the operator's front-end
         async with self.db.transaction() as session:
-            current = await session.get_one(Conversation, conversation_id)
-            if current.operator is None:  # an operator who writes holds the conversation: the model stops
-                current.operator, current.taken_over_at = operator, utcnow()
+            current = await repo.open_conversation(session, user.id)
+            current.operator = current.operator or operator  # an operator who writes holds it: the model stops
+            current.taken_over_at = utcnow()  # and keeps the hold from lapsing
             await repo.add_message(session, current, Role.OPERATOR, words)
             await repo.audit(
-                session, user_id=user.id, conversation_id=conversation_id, actor=operator, action="operator_message"
+                session, user_id=user.id, conversation_id=current.id, actor=operator, action="operator_message"
             )
-        return True
+        return Step(Status.DONE, current.id, current.operator)
+
+    @staticmethod
+    async def _person(
+        session: AsyncSession, conversation_id: int, *, open_new: bool
+    ) -> tuple[User, Conversation | None] | None:
+        """The person a conversation id names, with their open conversation: an alert's conversation
+        may have ended since (a call hung up, a /reset), and operators act on the person's current
+        one. With `open_new`, one is opened when they have none. None when there is no such person."""
+        conversation = await session.get(Conversation, conversation_id)
+        if conversation is None:
+            return None
+        user = await session.get_one(User, conversation.user_id)
+        if conversation.status != ConversationStatus.OPEN:
+            opened = repo.open_conversation if open_new else repo.current_conversation
+            conversation = await opened(session, user.id)
+        return user, conversation
 
     async def request_human(self, channel: str, external_id: str) -> int | None:
         """The user asked for a person: open (or reuse) an escalation and alert operators."""
@@ -140,20 +208,24 @@ class Handoff:
         await self.alerts.send(alert)
         return alert.escalation_id
 
-    async def acknowledge(self, escalation_id: int, operator: str) -> bool:
+    async def acknowledge(self, escalation_id: int, operator: str) -> Step:
         return await self._set_status(escalation_id, operator, EscalationStatus.ACKNOWLEDGED)
 
-    async def resolve(self, escalation_id: int, operator: str, lower_to: Level | None = None) -> bool:
+    async def resolve(self, escalation_id: int, operator: str, lower_to: Level | None = None) -> Step:
         """Close an escalation; only here can the conversation's sticky risk level go down."""
         return await self._set_status(escalation_id, operator, EscalationStatus.RESOLVED, lower_to)
 
     async def _set_status(
         self, escalation_id: int, operator: str, status: EscalationStatus, lower_to: Level | None = None
-    ) -> bool:
+    ) -> Step:
+        """Move an escalation forward (open, acknowledged, resolved), never back: a late /ack must not
+        reopen what a colleague resolved, nor take the resolution's name off it."""
         async with self.db.transaction() as session:
             escalation = await session.get(Escalation, escalation_id)
             if escalation is None:
-                return False
+                return Step(Status.NOT_FOUND)
+            if _STATUS_ORDER.index(escalation.status) >= _STATUS_ORDER.index(status):
+                return Step(Status.UNCHANGED, escalation.conversation_id, escalation.operator)
             escalation.status, escalation.operator = status, operator
             if status == EscalationStatus.ACKNOWLEDGED:
                 escalation.acknowledged_at = utcnow()
@@ -173,7 +245,7 @@ class Handoff:
                 action=str(status),
                 **detail,
             )
-        return True
+        return Step(Status.DONE, escalation.conversation_id, operator)
 
     async def realert_overdue(self, older_than_s: float) -> int:
         """Alert again about every escalation still open (unacknowledged) after `older_than_s`."""

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     realert_after_s: float = Field(
         300.0, gt=0, description="re-alert operators about an escalation nobody acknowledged"
     )
+    handoff_idle_s: float = Field(
+        900.0, gt=0, description="a hold whose operator wrote nothing for this long ends when the person writes"
+    )
     telegram_max_rate: float = Field(30.0, ge=0, description="Bot API messages/s overall (Telegram's limit); 0 = none")
     telegram_chat_rate: float = Field(
         1.0, gt=0, description="messages/s to one chat, after a burst of telegram_chat_burst"

@@ -99,7 +99,7 @@ class Conversation(Base):
     status: Mapped[str] = mapped_column(String(16), default=ConversationStatus.OPEN)
     risk_level: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     operator: Mapped[str | None] = mapped_column(String(128))
-    taken_over_at: Mapped[datetime | None]
+    taken_over_at: Mapped[datetime | None]  # when an operator last took it or wrote in it (a hold lapses idle)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None]
 

@@ -498,6 +498,42 @@ async def set_feedback(session: AsyncSession, message_id: int, value: int) -> bo
     return bool(result.rowcount)
 
 
+# --- operator holds -------------------------------------------------------------------------
+
+
+async def hold(session: AsyncSession, conversation_id: int, operator: str) -> bool:
+    """Give the conversation to `operator` unless another operator holds it. One conditional
+    statement, so of two operators taking the same person at once exactly one wins."""
+    result = await session.execute(
+        update(Conversation)
+        .where(
+            Conversation.id == conversation_id,
+            or_(Conversation.operator.is_(None), Conversation.operator == operator),
+        )
+        .values(operator=operator, taken_over_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+async def lapse_hold(session: AsyncSession, conversation_id: int, idle_since: datetime) -> str | None:
+    """End a hold whose operator has neither taken nor written since `idle_since`; the operator it
+    had, or None when it is not held or its operator was active (a conditional update, so a hold
+    an operator renews meanwhile stands)."""
+    idle = or_(Conversation.taken_over_at.is_(None), Conversation.taken_over_at < idle_since)
+    held = Conversation.operator.is_not(None)
+    holder = await session.scalar(select(Conversation.operator).where(Conversation.id == conversation_id, held, idle))
+    if holder is None:
+        return None
+    result = await session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id, Conversation.operator == holder, idle)
+        .values(operator=None)
+        .execution_options(synchronize_session=False)
+    )
+    return holder if result.rowcount == 1 else None
+
+
 # --- escalations and audit -------------------------------------------------------------------
 
 

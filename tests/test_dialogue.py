@@ -17,7 +17,7 @@ from bot.settings import Settings
 from bot.texts import builtin_personas
 from db import repo
 from db.engine import Database
-from db.models import AuditEvent, Conversation, Escalation, Message, MessageStatus, Persona, Role, User
+from db.models import AuditEvent, Conversation, Escalation, Message, MessageStatus, Persona, Role, User, utcnow
 from tests.doubles import EchoBackend, KeywordSafety
 
 
@@ -262,7 +262,7 @@ async def test_operator_holding_a_conversation_silences_the_model(db, backend, s
     await dialogue.handle(Incoming("test", "u", "hello"))
     async with db.transaction() as session:
         conversation = await session.scalar(select(Conversation))
-        conversation.operator = "operator-1"
+        conversation.operator, conversation.taken_over_at = "operator-1", utcnow()
     alerts: list[Alert] = []
 
     async def sink(alert: Alert) -> None:
@@ -383,3 +383,21 @@ async def test_sqlite_writer_waits_for_another_engines_lock_without_blocking_the
 async def _insert_with(db: Database, statement: object, external_id: str) -> None:
     async with db.begin() as conn:
         await conn.execute(statement, {"id": external_id})  # type: ignore[arg-type]
+
+
+async def test_a_crisis_turn_whose_records_failed_is_still_a_crisis_when_picked_up(
+    db, backend, settings, monkeypatch
+) -> None:
+    """A call's next request (perhaps on another replica) reads the turn from the database: it must
+    still give the safe words, and so transfer the call, not say that an operator is there."""
+    dialogue = await make_dialogue(db, backend, settings)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(repo, "answer", broken)
+    first = await dialogue.handle(Incoming("test", "u", "CRISIS now", channel_message_id="call:1"))
+    assert first.outcome == Outcome.CRISIS
+    picked_up = await dialogue.result_of("test", "u", "call:1")
+    assert picked_up is not None and picked_up.outcome == Outcome.CRISIS
+    assert picked_up.reply == first.reply and picked_up.level == 3  # Level.CRISIS

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from bot.alerts import Alert
 from bot.crisis.levels import Level
 from bot.dialogue import Dialogue, Incoming, Outcome
-from bot.handoff import Handoff
-from db.models import AuditEvent, Conversation, Escalation, EscalationStatus, Message, Role
-from tests.doubles import EchoBackend, KeywordSafety
+from bot.handoff import Handoff, Status
+from bot.texts import text
+from db.models import AuditEvent, Conversation, Escalation, EscalationStatus, Message, Role, User, utcnow
+from tests.doubles import EchoBackend, KeywordSafety, SecondLookSafety
 
 
 class Recorder:
@@ -131,3 +135,124 @@ async def test_an_operator_who_writes_holds_the_conversation(db, settings) -> No
     held = await dialogue.handle(Incoming("test", "u", "oh, hello Olena"))
     assert held.outcome == Outcome.OPERATOR and len(backend.calls) == 1
     assert recorder.alerts[-1].kind == "user_message" and recorder.alerts[-1].excerpt == "oh, hello Olena"
+
+
+async def conversation_of(db, user: str = "u") -> Conversation:  # type: ignore[no-untyped-def]
+    async with db.transaction() as session:
+        return await session.scalar(
+            select(Conversation).join(User).where(User.external_id == user).order_by(Conversation.id.desc()).limit(1)
+        )
+
+
+async def test_a_crisis_while_an_operator_holds_still_gets_the_safe_words_and_an_escalation(db, settings) -> None:
+    dialogue, handoff, backend, recorder = await setup(db, settings)
+    await dialogue.handle(Incoming("test", "u", "hello"))
+    held = await conversation_of(db)
+    assert await handoff.take(held.id, "olena")
+
+    words = "CRISIS " + "I can't go on. " * 40
+    crisis = await dialogue.handle(Incoming("test", "u", words))
+    assert crisis.outcome == Outcome.CRISIS and crisis.reply and crisis.escalation_id is not None
+    alert = recorder.alerts[-1]
+    assert alert.kind == "escalation" and alert.excerpt == " ".join(words.split())  # the holder reads it whole
+    assert (await conversation_of(db)).operator == "olena"  # still theirs
+    assert len(backend.calls) == 1  # the model stayed silent
+
+
+async def test_a_late_crisis_verdict_while_an_operator_holds_is_acted_on(db, settings) -> None:
+    dialogue = Dialogue(
+        db, EchoBackend(), SecondLookSafety(delay=0.05), settings.model_copy(update={"crisis_second_look_wait_s": 0.2})
+    )
+    recorder = Recorder()
+    dialogue.alerts.subscribe(recorder.alert)
+    handoff = Handoff(db, dialogue.alerts)
+    handoff.register_sender("test", recorder.send)
+    dialogue.pusher = handoff
+    await dialogue.handle(Incoming("test", "u", "hello"))
+    assert await handoff.take((await conversation_of(db)).id, "olena")
+    result = await dialogue.handle(Incoming("test", "u", "HIDDEN words"))
+    assert result.outcome == Outcome.CRISIS and result.level == Level.CONCERN
+    assert [a.kind for a in recorder.alerts] == ["escalation"]
+
+
+async def test_a_hold_nobody_keeps_lapses_and_the_bot_answers_again(db, settings) -> None:
+    dialogue, handoff, backend, recorder = await setup(db, settings)
+    dialogue.pusher = handoff
+    await dialogue.handle(Incoming("test", "u", "hello"))
+    conversation = await conversation_of(db)
+    assert await handoff.take(conversation.id, "olena")
+    assert await handoff.say(conversation.id, "olena", "I'm here.")
+    held = await dialogue.handle(Incoming("test", "u", "thank you"))
+    assert held.outcome == Outcome.OPERATOR  # the operator wrote just now
+
+    async with db.transaction() as session:  # fifteen minutes and more of silence from the operator
+        stale = await session.get_one(Conversation, conversation.id)
+        stale.taken_over_at = utcnow() - timedelta(seconds=settings.handoff_idle_s + 1)
+    answered = await dialogue.handle(Incoming("test", "u", "are you still there?"))
+    assert answered.outcome == Outcome.MODEL and answered.reply == "echo: are you still there?"
+    assert recorder.sent[-1] == ("u", text("operator_away", None))  # told before the bot's reply
+    assert recorder.alerts[-1].kind == "hold_lapsed" and recorder.alerts[-1].conversation_id == conversation.id
+    assert (await conversation_of(db)).operator is None
+    assert ("system", "hold_lapsed") in await actions(db)
+
+
+async def test_an_operator_who_keeps_writing_keeps_the_hold(db, settings) -> None:
+    dialogue, handoff, _, _ = await setup(db, settings)
+    await dialogue.handle(Incoming("test", "u", "hello"))
+    conversation = await conversation_of(db)
+    assert await handoff.take(conversation.id, "olena")
+    async with db.transaction() as session:
+        stale = await session.get_one(Conversation, conversation.id)
+        stale.taken_over_at = utcnow() - timedelta(seconds=settings.handoff_idle_s + 1)
+    assert await handoff.say(conversation.id, "olena", "Sorry, I'm back.")  # renews the hold
+    assert (await dialogue.handle(Incoming("test", "u", "ok"))).outcome == Outcome.OPERATOR
+
+
+async def test_a_second_operator_cannot_take_a_held_person(db, settings) -> None:
+    dialogue, handoff, _, recorder = await setup(db, settings)
+    await dialogue.handle(Incoming("test", "u", "hello"))
+    conversation = await conversation_of(db)
+    first, second = await asyncio.gather(handoff.take(conversation.id, "olena"), handoff.take(conversation.id, "petro"))
+    assert sorted(step.status for step in (first, second)) == [Status.DONE, Status.HELD_BY_OTHER]
+    winner = "olena" if first else "petro"
+    assert (await conversation_of(db)).operator == winner
+    assert (second if first else first).holder == winner
+    assert [words for _, words in recorder.sent] == [text("with_operator", None)]  # the person is told once
+    again = await handoff.take(conversation.id, winner)  # taking what one holds is harmless
+    assert again and len(recorder.sent) == 1
+
+
+async def test_a_person_whose_channel_cannot_carry_an_operators_words_is_not_held(db, settings) -> None:
+    dialogue, handoff, backend, _ = await setup(db, settings)
+    await dialogue.handle(Incoming("web", "w", "hello"))  # no sender for the web chat
+    conversation = await conversation_of(db, "w")
+    step = await handoff.take(conversation.id, "olena")
+    assert step.status == Status.UNREACHABLE and (await conversation_of(db, "w")).operator is None
+    assert (await dialogue.handle(Incoming("web", "w", "still here"))).outcome == Outcome.MODEL
+
+
+async def test_operators_act_on_the_persons_open_conversation(db, settings) -> None:
+    dialogue, handoff, backend, recorder = await setup(db, settings)
+    await dialogue.handle(Incoming("test", "u", "hello"))
+    old = await conversation_of(db)
+    await dialogue.reset("test", "u")  # the alert's conversation has ended since
+    step = await handoff.take(old.id, "olena")
+    current = await conversation_of(db)
+    assert step and step.conversation_id == current.id != old.id and current.operator == "olena"
+    assert (await dialogue.handle(Incoming("test", "u", "hi again"))).outcome == Outcome.OPERATOR
+    said = await handoff.say(old.id, "olena", "I'm with you.")
+    assert said.conversation_id == current.id
+    assert await handoff.release(old.id, "olena")
+    assert (await conversation_of(db)).operator is None
+
+
+async def test_an_escalation_only_moves_forward(db, settings) -> None:
+    dialogue, handoff, _, _ = await setup(db, settings)
+    crisis = await dialogue.handle(Incoming("test", "u", "CRISIS"))
+    assert await handoff.resolve(crisis.escalation_id, "olena")
+    late = await handoff.acknowledge(crisis.escalation_id, "petro")
+    assert late.status == Status.UNCHANGED
+    assert (await handoff.resolve(crisis.escalation_id, "petro")).status == Status.UNCHANGED
+    async with db.transaction() as session:
+        escalation = await session.get_one(Escalation, crisis.escalation_id)
+    assert escalation.status == EscalationStatus.RESOLVED and escalation.operator == "olena"

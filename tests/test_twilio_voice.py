@@ -297,6 +297,32 @@ async def test_while_an_operator_holds_the_conversation_the_caller_is_told_so(se
         assert [a.kind for a in line.alerts] == ["user_message"]
 
 
+async def test_a_crisis_while_an_operator_holds_the_call_is_still_transferred(settings: Settings) -> None:
+    configured = twilio_settings(settings, twilio_sms_from="+15005550006", hotline_number=HOTLINE)
+    async with phone_line(configured) as line:
+        call = Call(line.twilio)
+        greeting = await call.start()
+        await line.service.dialogue.handle(Incoming(CHANNEL, crypto.lookup_hash(UA_NUMBER), "hi", locale="uk"))
+        [conversation] = await line.rows(Conversation)
+        assert await line.service.handoff.take(conversation.id, "olena")  # who can only text the caller
+
+        transfer = await call.say(greeting, CRISIS_WORDS)
+        assert transfer.verbs == ["Say", "Say", "Dial"] and transfer.one("Dial").text == HOTLINE
+        assert [a.kind for a in line.alerts] == ["escalation"]
+
+
+async def test_a_caller_who_hid_their_number_cannot_be_held(settings: Settings) -> None:
+    """No SMS can reach them, so a hold would only silence the bot on their call."""
+    async with phone_line(twilio_settings(settings, twilio_sms_from="+15005550006")) as line:
+        call = Call(line.twilio, number="+266696687")
+        first = await call.say(await call.start(), "hello")
+        [conversation] = await line.rows(Conversation)
+        step = await line.service.handoff.take(conversation.id, "olena")
+        assert not step and "no phone number" in (step.reason or "")
+        assert [c.operator for c in await line.rows(Conversation)] == [None]
+        assert (await call.say(first, "are you there")).said() == ["echo: are you there"]
+
+
 async def test_a_withheld_number_is_a_new_person_for_each_call(settings: Settings) -> None:
     async with phone_line(twilio_settings(settings)) as line:
         for _ in range(2):

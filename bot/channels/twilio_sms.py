@@ -20,7 +20,7 @@ from bot.channels.twilio_security import Form
 from bot.channels.twilio_texts import PhoneTexts, xml_safe
 from bot.channels.twilio_turns import PendingTurns
 from bot.dialogue import Dialogue, Incoming, Outcome
-from bot.handoff import Handoff
+from bot.handoff import Handoff, Refused
 from bot.texts import text
 from db import repo
 from db.engine import DATABASE_ERRORS, Database
@@ -164,7 +164,7 @@ class SmsLine:
         return _messages([self.texts.text("sms_human", locale, emergency=caller.emergency)])
 
 
-class Undeliverable(Exception):
+class Undeliverable(Refused):
     """An operator's message cannot go to this person by SMS."""
 
 
