@@ -6,12 +6,14 @@ import re
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from bot.alerts import Alert
 from bot.channels.telegram_operator import format_alert
 from bot.channels.telegram_text import tg_text
 from bot.crisis.layer import CrisisLayer
 from bot.crisis.levels import Level
+from bot.dialogue import Incoming
 from bot.testing.fake_bot_api import BOT_ID, callback_update, message_update
 from bot.texts import text
 from db.models import Conversation, Escalation, EscalationStatus, Message, Role
@@ -112,7 +114,7 @@ async def test_buttons_take_over_and_acknowledge(tmp_path: Path) -> None:
         await bot.api.wait_for_messages(OPERATORS, 2)
         await bot.deliver(callback_update(OPERATORS, f"op:take:{escalation.conversation_id}", user_id=OPERATOR))
         texts = await bot.api.wait_for_messages(OPERATORS, 3)
-        assert "acknowledged" in texts[1] and "holds" in texts[2]
+        assert "acknowledged" in texts[1], texts and "holds" in texts[2]
         async with bot.service.db.transaction() as session:
             escalation = await session.get(Escalation, escalation.id)
             conversation = await session.get(Conversation, escalation.conversation_id)
@@ -138,7 +140,7 @@ async def test_bad_operator_input_gets_usage_or_not_found(tmp_path: Path) -> Non
         await bot.deliver(message_update(OPERATORS, text="/say 999 hello", user_id=OPERATOR))
         texts = bot.api.texts_to(OPERATORS)
         assert texts[:4] == [tg_text("operator_usage")] * 4
-        assert texts[4:] == [tg_text("operator_not_found", target=999)] * 2
+        assert texts[4:] == [tg_text("operator_not_found", escalation=999)] * 2
         assert await bot.count(Message) == 0
 
 
@@ -188,3 +190,91 @@ async def test_a_crisis_only_the_embedding_model_reads_still_gets_the_safe_reply
         assert "concern" in alert and "playlist" in alert
         # The safe reply comes instead of the model's, or after it when the check was late.
         await bot.api.wait_for(lambda api: any("findahelpline.com" in t for t in api.texts_to(PERSON)))
+
+
+async def test_a_long_message_to_the_holding_operator_stays_one_answerable_alert(tmp_path: Path) -> None:
+    async with telegram_bot(sqlite(tmp_path), "webhook", operator_chat_id=OPERATORS) as bot:
+        await bot.deliver(message_update(PERSON, text="hello"))
+        conversation = (await bot.messages(PERSON))[0].conversation_id
+        await bot.deliver(message_update(OPERATORS, text=f"/take {conversation}", user_id=OPERATOR))
+        await bot.deliver(message_update(PERSON, text="I have so much to tell you 😔 " * 150))  # ~4500 characters
+        forwarded = (await bot.api.wait_for_messages(OPERATORS, 2))[-1]
+        assert len(bot.api.texts_to(OPERATORS)) == 2  # one message, not split
+        assert forwarded.rstrip().endswith(f"/release {conversation} to hand back to the bot.")
+        reply = message_update(
+            OPERATORS, text="I'm reading.", user_id=OPERATOR, reply_to_message=_alert_message(forwarded)
+        )
+        await bot.deliver(reply)
+        assert bot.api.texts_to(PERSON)[-1] == "I'm reading."
+
+
+async def test_a_tag_in_the_persons_own_words_does_not_route_an_operators_reply(tmp_path: Path) -> None:
+    async with telegram_bot(sqlite(tmp_path), "webhook", operator_chat_id=OPERATORS) as bot:
+        await bot.deliver(message_update(PERSON, text="hello"))  # someone else, conversation 1
+        alert, _ = format_alert(Alert("escalation", None, None, None, "crisis", "telegram", "please help #conv1"))
+        reply = message_update(OPERATORS, text="I'm here.", user_id=OPERATOR, reply_to_message=_alert_message(alert))
+        await bot.deliver(reply)
+        assert bot.api.texts_to(PERSON) == ["echo: hello"]
+        assert bot.api.texts_to(OPERATORS) == [tg_text("operator_untagged")]  # told, not silently dropped
+
+
+async def test_an_operator_is_told_when_the_person_cannot_be_reached(tmp_path: Path) -> None:
+    async with telegram_bot(sqlite(tmp_path), "webhook", operator_chat_id=OPERATORS) as bot:
+        await bot.deliver(message_update(PERSON, text="hello"))
+        conversation = (await bot.messages(PERSON))[0].conversation_id
+        bot.api.fail("sendMessage", 403)  # the person blocked the bot
+        await bot.deliver(message_update(OPERATORS, text=f"/say {conversation} Are you safe?", user_id=OPERATOR))
+        (told,) = bot.api.texts_to(OPERATORS)
+        assert told.startswith(f"⚠️ Not sent to #conv{conversation}: Telegram refused it") and "403" in told
+        assert [m.role for m in await bot.messages(PERSON)] == [Role.USER, Role.BOT]  # nothing stored
+
+
+async def test_operators_are_told_why_a_take_did_not_happen(tmp_path: Path) -> None:
+    async with telegram_bot(sqlite(tmp_path), "webhook", operator_chat_id=OPERATORS) as bot:
+        await bot.deliver(message_update(PERSON, text="hello"))
+        conversation = (await bot.messages(PERSON))[0].conversation_id
+        await bot.deliver(message_update(OPERATORS, text=f"/take {conversation}", user_id=OPERATOR))
+        await bot.deliver(message_update(OPERATORS, text=f"/take {conversation}", user_id=OPERATOR + 1))
+        assert bot.api.texts_to(OPERATORS)[-1] == tg_text(
+            "operator_held_by_other", conversation=conversation, holder=f"telegram:{OPERATOR}"
+        )
+        await bot.service.dialogue.handle(Incoming("web", "w", "hello from the web chat"))
+        async with bot.service.db.transaction() as session:
+            web = await session.scalar(select(Conversation).order_by(Conversation.id.desc()).limit(1))
+        await bot.deliver(message_update(OPERATORS, text=f"/take {web.id}", user_id=OPERATOR))
+        assert bot.api.texts_to(OPERATORS)[-1] == tg_text(
+            "operator_unreachable", conversation=web.id, reason="the web channel cannot carry them"
+        )
+
+
+async def test_a_database_failure_on_an_operator_command_is_told(tmp_path: Path, monkeypatch) -> None:
+    async with telegram_bot(sqlite(tmp_path), "webhook", operator_chat_id=OPERATORS) as bot:
+
+        async def broken(*args: object) -> None:
+            raise OperationalError("UPDATE", {}, Exception("database is locked"))
+
+        monkeypatch.setattr(bot.service.handoff, "take", broken)
+        await bot.deliver(message_update(OPERATORS, text="/take 1", user_id=OPERATOR))
+        assert bot.api.texts_to(OPERATORS) == [tg_text("operator_database_down")]
+
+
+async def test_a_button_on_a_deleted_alert_still_confirms(tmp_path: Path) -> None:
+    async with telegram_bot(sqlite(tmp_path), "polling", operator_chat_id=OPERATORS) as bot:
+        await bot.deliver(message_update(PERSON, text="CRISIS"))
+        await bot.api.wait_for_messages(OPERATORS, 1)
+        async with bot.service.db.transaction() as session:
+            escalation = await session.scalar(select(Escalation))
+        await bot.deliver(callback_update(OPERATORS, f"op:ack:{escalation.id}", user_id=OPERATOR, inaccessible=True))
+        texts = await bot.api.wait_for_messages(OPERATORS, 2)
+        assert "acknowledged" in texts[1]
+        assert "reply_parameters" not in bot.api.calls_of("sendMessage", OPERATORS)[1].params  # no quote of it
+
+
+async def test_an_operator_chat_that_is_one_operators_private_chat_gets_operator_commands(tmp_path: Path) -> None:
+    async with telegram_bot(sqlite(tmp_path), "webhook", operator_chat_id=OPERATOR) as bot:
+        await bot.deliver(message_update(PERSON, text="hello"))
+        conversation = (await bot.messages(PERSON))[0].conversation_id
+        await bot.deliver(message_update(OPERATOR, text=f"/take {conversation}"))
+        assert "holds" in bot.api.texts_to(OPERATOR)[-1]
+        await bot.deliver(message_update(OPERATOR, text="just a note to myself"))  # not a turn with the bot
+        assert await bot.count(Message) == 2  # the person's hello and its reply

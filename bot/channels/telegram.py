@@ -23,6 +23,7 @@ from bot.channels.telegram_operator import OperatorChat
 from bot.channels.telegram_order import ChatOrderedProcessor
 from bot.channels.telegram_send import send_text
 from bot.channels.telegram_webhook import WEBHOOK_PATH, WebhookRoute, webhook_secret
+from bot.handoff import Refused
 from bot.service import Service, StartupError
 from bot.settings import Settings
 from bot.texts import text
@@ -94,8 +95,12 @@ class TelegramChannel:
         await self.application.update_processor.process_update(update, self.application.process_update(update))
 
     async def send_to_user(self, external_id: str, body: str) -> None:
-        """Handoff's sender: an operator's words to a person's chat."""
-        await send_text(self.bot, int(external_id), body)
+        """Handoff's sender: an operator's words to a person's chat (Telegram's refusal, such as a
+        person who blocked the bot, is told to the operator)."""
+        try:
+            await send_text(self.bot, int(external_id), body)
+        except TelegramError as exc:
+            raise Refused(f"Telegram refused it: {exc.message}") from exc
 
     # --- life cycle --------------------------------------------------------------------------
 

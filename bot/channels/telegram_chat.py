@@ -64,7 +64,8 @@ class PrivateChat:
     def install(self, application: Application, operator_chat_id: int | None) -> None:
         private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
         groups = filters.ChatType.GROUPS & filters.UpdateType.MESSAGE
-        if operator_chat_id is not None:
+        if operator_chat_id is not None:  # a group, or one operator's own private chat with the bot
+            private &= ~filters.Chat(operator_chat_id)
             groups &= ~filters.Chat(operator_chat_id)
         commands = {
             "start": self.start,

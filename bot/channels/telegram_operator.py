@@ -13,14 +13,13 @@ import logging
 import re
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, ReactionTypeEmoji, Update, User
-from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot.alerts import Alert
 from bot.channels.telegram_send import send_text
-from bot.channels.telegram_text import tg_text
+from bot.channels.telegram_text import MAX_MESSAGE, clip, tg_text, utf16_len
 from bot.crisis.levels import Level
-from bot.handoff import Handoff
+from bot.handoff import Handoff, Refused, Status
 from bot.metrics import ALERT_FAILURES
 from db.engine import DATABASE_ERRORS
 
@@ -37,31 +36,40 @@ Context = ContextTypes.DEFAULT_TYPE
 
 
 def format_alert(alert: Alert) -> tuple[str, InlineKeyboardMarkup | None]:
-    """The alert message and its buttons; the excerpt is the only part of the person's words shown."""
-    icon = LEVEL_ICONS.get(alert.level, "⚠️")
-    quoted = f"“{alert.excerpt}”" if alert.excerpt else ""
+    """The alert message and its buttons; the excerpt is the only part of the person's words shown,
+    cut so that the alert stays one message: an operator answers by replying to it, and only a
+    message that carries the header's `#conv` tag can be answered."""
+    fields: dict[str, object] = {"level": alert.level}
     if alert.kind == "user_message":
-        return tg_text(
-            "operator_user_message", conversation=alert.conversation_id, level=alert.level, excerpt=quoted
-        ), None
-    fields = {
-        "icon": icon,
-        "title": _title(alert.kind),
-        "level": alert.level,
-        "channel": alert.channel,
-        "tags": f" · signals: {', '.join(alert.tags)}" if alert.tags else "",
-        "excerpt": quoted,
-    }
-    if alert.conversation_id is None:
-        return tg_text("operator_alert_no_conversation", **fields), None
-    escalation = f" · escalation {alert.escalation_id}" if alert.escalation_id is not None else ""
-    body = tg_text("operator_alert", conversation=alert.conversation_id, escalation=escalation, **fields)
+        key = "operator_user_message"
+    else:
+        key = "operator_alert" if alert.conversation_id is not None else "operator_alert_no_conversation"
+        fields |= {
+            "icon": LEVEL_ICONS.get(alert.level, "⚠️"),
+            "title": _title(alert.kind),
+            "channel": alert.channel,
+            "tags": f" · signals: {', '.join(alert.tags)}" if alert.tags else "",
+            "escalation": f" · escalation {alert.escalation_id}" if alert.escalation_id is not None else "",
+        }
+    if alert.conversation_id is not None:
+        fields["conversation"] = alert.conversation_id
+    room = MAX_MESSAGE - utf16_len(tg_text(key, **fields, excerpt="“”"))
+    body = tg_text(key, **fields, excerpt=f"“{clip(alert.excerpt, room)}”" if alert.excerpt else "")
+    if key != "operator_alert":
+        return body, None
     buttons = [InlineKeyboardButton(tg_text("operator_take_button"), callback_data=f"op:take:{alert.conversation_id}")]
     if alert.escalation_id is not None:
         buttons.append(
             InlineKeyboardButton(tg_text("operator_ack_button"), callback_data=f"op:ack:{alert.escalation_id}")
         )
     return body, InlineKeyboardMarkup([buttons])
+
+
+def conversation_tag(message_text: str) -> int | None:
+    """The conversation a bot message in the operator chat is about: the `#conv` tag of its first
+    line, which the bot writes; later lines may quote the person, who could write such a tag too."""
+    found = _CONVERSATION_TAG.search(message_text.partition("\n")[0])
+    return int(found[1]) if found else None
 
 
 def _title(kind: str) -> str:
@@ -140,18 +148,24 @@ class OperatorChat:
     async def _act(self, action: str, number: int, user: User | None, lower_to: Level | None = None) -> str:
         """One handoff step by an operator; returns the line that tells the operator chat what happened."""
         operator = operator_name(user)
-        match action:
-            case "take":
-                done, key = await self.handoff.take(number, operator), "operator_taken"
-            case "release":
-                done, key = await self.handoff.release(number, operator), "operator_released"
-            case "ack":
-                done, key = await self.handoff.acknowledge(number, operator), "operator_acknowledged"
-            case _:
-                done, key = await self.handoff.resolve(number, operator, lower_to), "operator_resolved"
-        if not done:
-            return tg_text("operator_not_found", target=number)
-        return tg_text(key, operator=_display(user), conversation=number, escalation=number)
+        try:
+            match action:
+                case "take":
+                    step, key = await self.handoff.take(number, operator), "operator_taken"
+                case "release":
+                    step, key = await self.handoff.release(number, operator), "operator_released"
+                case "ack":
+                    step, key = await self.handoff.acknowledge(number, operator), "operator_acknowledged"
+                case _:
+                    step, key = await self.handoff.resolve(number, operator, lower_to), "operator_resolved"
+        except DATABASE_ERRORS:
+            log.exception("database failed on an operator's /%s", action)
+            return tg_text("operator_database_down")
+        if step.status != Status.DONE:
+            key = f"operator_{step.status}"
+        conversation = step.conversation_id if step.conversation_id is not None else number
+        fields = {"conversation": conversation, "escalation": number, "holder": step.holder, "reason": step.reason}
+        return tg_text(key, operator=_display(user), **fields)
 
     async def command(self, update: Update, context: Context) -> None:
         """/take ID, /release ID, /ack ESCALATION, /resolve ESCALATION [none|distress|concern]."""
@@ -176,29 +190,35 @@ class OperatorChat:
         await self._send_to_person(message, int(target), words.strip(), operator_name(update.effective_user))
 
     async def reply(self, update: Update, context: Context) -> None:
-        """A reply to an alert (or any bot message tagged #conv<id>) goes to that person."""
+        """A reply to an alert (or any bot message tagged #conv<id>) goes to that person; a reply to a
+        bot message that names nobody is answered with how to write to someone, never dropped unseen."""
         message = update.effective_message
         replied = message.reply_to_message
         if replied.from_user is None or replied.from_user.id != context.bot.id:
             return
-        found = _CONVERSATION_TAG.search(replied.text or replied.caption or "")
-        if found is None:
+        conversation = conversation_tag(replied.text or replied.caption or "")
+        if conversation is None:
+            await message.reply_text(tg_text("operator_untagged"))
             return
-        await self._send_to_person(message, int(found[1]), message.text, operator_name(update.effective_user))
+        await self._send_to_person(message, conversation, message.text, operator_name(update.effective_user))
 
     async def _send_to_person(self, message: Message, conversation: int, words: str, operator: str) -> None:
+        """Deliver, then confirm with 👍, or say why it was not (the operator believes they answered)."""
         try:
-            sent = await self.handoff.say(conversation, operator, words)
-        except TelegramError as exc:  # Telegram refused it (e.g. the person blocked the bot); nothing stored
+            step = await self.handoff.say(conversation, operator, words)
+        except Refused as exc:  # the channel would not deliver it; nothing stored
             log.warning("operator message to conversation %s not delivered: %s", conversation, type(exc).__name__)
-            sent = False
+            await message.reply_text(tg_text("operator_refused", conversation=conversation, reason=exc))
+            return
         except DATABASE_ERRORS:
-            log.exception("database failed storing an operator message for conversation %s", conversation)
-            sent = False
-        if sent:
+            log.exception("database failed on an operator message for conversation %s", conversation)
+            await message.reply_text(tg_text("operator_say_database_down", conversation=conversation))
+            return
+        if step:
             await message.set_reaction(ReactionTypeEmoji("👍"))
         else:
-            await message.reply_text(tg_text("operator_not_found", target=conversation))
+            fields = {"conversation": conversation, "escalation": conversation, "holder": None, "reason": step.reason}
+            await message.reply_text(tg_text(f"operator_{step.status}", **fields))
 
     async def on_button(self, update: Update, context: Context) -> None:
         query = update.callback_query
@@ -207,4 +227,8 @@ class OperatorChat:
             return
         action, number = _BUTTON_DATA.match(query.data or "").groups()
         await query.answer()
-        await query.message.reply_text(await self._act(action, int(number), update.effective_user), do_quote=True)
+        outcome = await self._act(action, int(number), update.effective_user)
+        if query.message.is_accessible:
+            await query.message.reply_text(outcome, do_quote=True)
+        else:  # a deleted alert: Telegram would refuse a reply quoting it
+            await context.bot.send_message(self.chat_id, outcome)

@@ -49,6 +49,13 @@ def _fitting_prefix(text: str, limit: int) -> int:
     return len(text)
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-16 code units, ending in "…" when cut."""
+    if utf16_len(text) <= limit:
+        return text
+    return text[: _fitting_prefix(text, limit - 1)] + "…"
+
+
 def _cut_point(window: str) -> int:
     """Where to end a part inside `window`: the last paragraph break, else line break, else sentence end,
     else space, looking only at the second half so no part comes out tiny; a hard cut if there is none."""

@@ -255,10 +255,20 @@ def message_update(
 
 
 def callback_update(
-    chat_id: int, data: str, *, message_id: int = 1, user_id: int | None = None, language_code: str | None = "en"
+    chat_id: int,
+    data: str,
+    *,
+    message_id: int = 1,
+    user_id: int | None = None,
+    language_code: str | None = "en",
+    inaccessible: bool = False,
 ) -> dict[str, Any]:
-    """A button press on one of the bot's messages in `chat_id`."""
+    """A button press on one of the bot's messages in `chat_id`; `inaccessible`: on a message deleted
+    since, which Telegram sends as a bare stub (date 0) that a reply cannot quote."""
     update_id = next(_update_ids)
+    message: dict[str, Any] = {"message_id": message_id, "date": 0, "chat": _chat(chat_id)}
+    if not inaccessible:
+        message |= {"date": int(time.time()), "from": bot_user(), "text": "(a message with buttons)"}
     return {
         "update_id": update_id,
         "callback_query": {
@@ -266,12 +276,6 @@ def callback_update(
             "from": _user(user_id if user_id is not None else abs(chat_id), language_code),
             "chat_instance": str(chat_id),
             "data": data,
-            "message": {
-                "message_id": message_id,
-                "date": int(time.time()),
-                "chat": _chat(chat_id),
-                "from": bot_user(),
-                "text": "(a message with buttons)",
-            },
+            "message": message,
         },
     }
