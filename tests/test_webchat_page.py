@@ -1,0 +1,85 @@
+"""The web chat page's script, run in Node.js against a stand-in page: it must send every message
+with an id, also where the browser hides `crypto.randomUUID` (plain HTTP on a LAN address, as the
+compose file serves it), and a message that could not be sent goes back in the box, not lost."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from importlib import resources
+
+import pytest
+
+NODE = shutil.which("node")
+
+# A document with just the elements the script uses; `fetch` answers from REPLY, or fails when it is null.
+HARNESS = r"""
+const vm = require("vm");
+const [script, reply, secure] = [process.argv[1], JSON.parse(process.argv[2]), process.argv[3] === "1"];
+const handlers = {}, shown = [], sent = [];
+function element(id) {
+  return {
+    id, value: "", textContent: "", scrollTop: 0, scrollHeight: 0,
+    addEventListener: (kind, fn) => { handlers[id + ":" + kind] = fn; },
+    appendChild: (child) => shown.push([child.className, child.textContent]),
+  };
+}
+const elements = {};
+const webcrypto = require("crypto").webcrypto;
+const context = {
+  document: {
+    getElementById: (id) => (elements[id] = elements[id] || element(id)),
+    createElement: () => ({className: "", textContent: ""}),
+  },
+  crypto: secure ? webcrypto : {getRandomValues: (a) => webcrypto.getRandomValues(a)},
+  fetch: async (path, options) => {
+    sent.push([path, JSON.parse(options.body)]);
+    if (reply === null) throw new TypeError("Failed to fetch");
+    return {json: async () => reply};
+  },
+  confirm: () => true, Array, Uint8Array, JSON, TypeError,
+};
+vm.runInNewContext(script, context);
+elements.text.value = "I can't sleep again";
+handlers["form:submit"]({preventDefault() {}}).then(() => {
+  console.log(JSON.stringify({sent, shown, left: elements.text.value}));
+});
+"""
+
+
+def run_page(reply: dict | None, *, secure: bool) -> dict:
+    page = resources.files("bot.channels.static").joinpath("webchat.html").read_text(encoding="utf-8")
+    (script,) = re.findall(r"<script>(.*?)</script>", page, re.S)
+    done = subprocess.run(
+        [NODE, "-e", HARNESS, script, json.dumps(reply), "1" if secure else "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js runs the page's script")
+
+
+@pytest.mark.parametrize("secure", [True, False], ids=["https-or-localhost", "plain-http"])
+def test_every_message_goes_out_with_an_id(secure: bool) -> None:
+    result = run_page({"reply": "I'm here with you.", "outcome": "model"}, secure=secure)
+    ((path, body),) = result["sent"]
+    assert path == "/chat/message" and body["text"] == "I can't sleep again"
+    assert re.fullmatch(r"[0-9a-f-]{32,36}", body["id"])
+    assert result["shown"] == [["msg user", "I can't sleep again"], ["msg bot", "I'm here with you."]]
+
+
+def test_a_message_that_could_not_be_sent_goes_back_in_the_box() -> None:
+    result = run_page(None, secure=False)
+    assert result["left"] == "I can't sleep again"
+    assert "not sent" in result["shown"][-1][1]
+
+
+def test_a_refused_message_says_why() -> None:
+    result = run_page({"error": "'text' must be a string"}, secure=True)
+    assert result["shown"][-1] == ["msg bot", "'text' must be a string"]
