@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.service import Service
+from bot.settings import Settings
 from db.engine import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,30 @@ async def _freeze_startup_objects(_app: web.Application) -> None:
 _frozen = False
 
 
+def safety_gaps(settings: Settings) -> list[str]:
+    """What this deployment lacks that a person at risk would miss. Start-up goes on (the safe words
+    and helplines never depend on these), but says so as errors: a quiet gap would be found in a crisis."""
+    gaps = []
+    if not (settings.telegram_enabled and settings.operator_chat_id is not None):
+        gaps.append(
+            "no operator chat (SUPPORTBOT_TELEGRAM_TOKEN and SUPPORTBOT_OPERATOR_CHAT_ID): crisis escalations"
+            " are recorded and answered with the safe words, but no person is alerted"
+        )
+    if settings.twilio_enabled and not settings.hotline_number:
+        gaps.append(
+            "SUPPORTBOT_HOTLINE_NUMBER is not set: a caller at risk hears the helpline numbers but is not"
+            " transferred to a person"
+        )
+    return gaps
+
+
 def create_app(service: Service) -> web.Application:
     """The aiohttp application with health, metrics, web chat and every configured channel."""
     from bot.channels import telegram, twilio
     from bot.channels import web as webchat
 
+    for gap in safety_gaps(service.settings):
+        log.error("%s", gap)
     app = web.Application(client_max_size=1024 * 1024)
     app[SERVICE] = service
     app.router.add_get("/healthz", healthz)

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from bot.app import create_app
+from bot.app import create_app, safety_gaps
 from bot.channels.terminal import TerminalChat
 from bot.dialogue import Incoming
 from bot.service import Service, StartupError
@@ -160,3 +160,14 @@ async def test_malformed_crisis_data_stops_start_up_with_one_line(settings: Sett
     with pytest.raises(StartupError) as caught:
         await Service.start(settings, backend=EchoBackend())
     assert str(caught.value).startswith("crisis layer data cannot be loaded:") and "\n" not in str(caught.value)
+
+
+def test_start_up_names_what_a_person_at_risk_would_miss(settings: Settings) -> None:
+    bare = settings.model_copy(update={"telegram_token": None, "operator_chat_id": None})
+    assert len(safety_gaps(bare)) == 1 and "no person is alerted" in safety_gaps(bare)[0]
+    phone = bare.model_copy(update={"twilio_account_sid": "AC" + "0" * 32, "twilio_auth_token": "t"})
+    assert any("not transferred" in gap for gap in safety_gaps(phone))
+    staffed = phone.model_copy(
+        update={"telegram_token": "123:" + "a" * 35, "operator_chat_id": -100, "hotline_number": "+380800500335"}
+    )
+    assert safety_gaps(staffed) == []
