@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from inference.api import ChatMessage, GenerationParams
 from inference.engine import load_model
 from inference.generation import family_defaults
 from tests.training_fixtures import REPO, tiny_config, tiny_config_file
-from training.pipeline import run
+from training.pipeline import make_trainer, prepare, run
 
 
 @pytest.mark.parametrize("family", ["causal", "seq2seq"])
@@ -134,3 +135,13 @@ def test_two_process_ddp_on_gloo(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["steps"] == 8
     assert metrics["final"]["eval_loss"] < metrics["initial"]["eval_loss"]
+
+
+def test_evaluation_shows_progress_on_the_main_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trainer = make_trainer(prepare(tiny_config(tmp_path)), None)
+    capsys.readouterr()
+    trainer.evaluate()
+    assert re.search(r"evaluating: 100%.* \d+/\d+ ", capsys.readouterr().err)
+    trainer.args.disable_tqdm = True
+    trainer.evaluate()
+    assert "evaluating" not in capsys.readouterr().err

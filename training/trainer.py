@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -114,9 +115,16 @@ class ResponseTrainer(Trainer):
     def evaluate(
         self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
     ) -> dict[str, float]:
-        """Token-weighted loss over this rank's share of the validation batches, summed over ranks."""
+        """Token-weighted loss over this rank's share of the validation batches, summed over ranks; a progress
+        bar on the main process, since a large validation set takes minutes with no other sign of life."""
         started = time.perf_counter()
-        batches = list(self.eval_plan)[self.args.process_index :: self.args.world_size]
+        batches = tqdm(
+            list(self.eval_plan)[self.args.process_index :: self.args.world_size],
+            desc="evaluating",
+            unit=" batches",
+            leave=False,
+            disable=self.args.disable_tqdm or not self.is_world_process_zero(),
+        )
         with self.autocast_smart_context_manager():
             total, count = response_nll(
                 self.model,
