@@ -64,9 +64,11 @@ def test_model_inputs_mask_the_prompt(builder: PromptBuilder) -> None:
     assert batch["input_ids"].shape[-1] % 8 == 0
 
 
-def test_long_reply_is_cut_but_keeps_eos(builder: PromptBuilder) -> None:
-    (example, *_) = build_examples([DIALOGUE], builder, 4, max_response_tokens=5)
-    assert len(example.response) == 5 and example.response[-1] == builder.eos_id
+def test_long_reply_is_cut_without_eos(builder: PromptBuilder) -> None:
+    (whole, *_) = build_examples([DIALOGUE], builder, 4, max_response_tokens=64)
+    (cut, *_) = build_examples([DIALOGUE], builder, 4, max_response_tokens=5)
+    assert whole.response[-1] == builder.eos_id  # a whole reply ends with EOS: the model learns to stop there
+    assert cut.response == whole.response[:5] and builder.eos_id not in cut.response  # a cut one never says stop
 
 
 def test_split_is_deterministic_and_by_content() -> None:

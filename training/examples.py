@@ -22,7 +22,7 @@ IGNORE = -100  # label value the loss skips: prompt positions and padding
 @dataclass(frozen=True, slots=True)
 class Example:
     prompt: tuple[int, ...]
-    response: tuple[int, ...]  # ends with EOS
+    response: tuple[int, ...]  # ends with EOS, unless the reply was cut to max_response_tokens
     distractors: tuple[tuple[int, ...], ...] = field(default=())  # wrong replies for the multiple-choice head
 
     def lengths(self, family: Family) -> tuple[int, ...]:
@@ -53,13 +53,12 @@ def exchanges(dialogue: Dialogue, context_turns: int) -> Iterator[tuple[list[Cha
 def build_examples(
     dialogues: Iterable[Dialogue], builder: PromptBuilder, context_turns: int, max_response_tokens: int
 ) -> list[Example]:
-    """Tokenize every exchange; replies longer than the limit are cut but keep their final EOS."""
+    """Tokenize every exchange. A reply longer than the limit is cut without an EOS: an EOS there would
+    teach the model to stop mid-sentence, while without one it learns the reply's start and nothing of where it ends."""
     examples = []
     for d in dialogues:
         for context, reply in exchanges(d, context_turns):
-            response = builder.response_ids(reply)
-            if len(response) > max_response_tokens:
-                response = response[: max_response_tokens - 1] + [builder.eos_id]
+            response = builder.response_ids(reply)[:max_response_tokens]
             examples.append(Example(tuple(builder.prompt_ids(d.persona, context)), tuple(response)))
     return examples
 
