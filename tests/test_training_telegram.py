@@ -79,10 +79,13 @@ def test_drop_senders_and_bot_names(tmp_path: Path) -> None:
             _msg(2, "Spammer", "buy now", 5),
             _msg(3, "HelperBot", "beep", 6),
             _msg(4, "Bo", "hello Ann", 10),
+            _msg(5, "Alarm Bot", "beep", 11),
+            _msg(6, "news_bot", "beep", 12),
+            _msg(7, "Ann Talbot", "hi Bo", 13),
         ],
     )
     (d,) = chat(TelegramOptions(me="Bo", gap="1h", drop_senders=("Spammer",)), path=path)
-    assert [t.content for t in d.turns] == ["hi", "hello Ann"]
+    assert [t.content for t in d.turns] == ["hi", "hello Ann", "hi Bo"]  # a person named Talbot is no bot
 
 
 def test_malformed_message_names_line(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Rules a person training on their own chats needs:
 - service messages (joins, pins, calls), forwarded messages and messages sent via inline bots are dropped,
-  and so is everything from bots (a sender whose name ends in "bot") and from `drop_senders`;
+  and so is everything from bots (a display name whose last word is "bot": "Weather Bot", "news_bot",
+  "WeatherBot"; not "Talbot" or "Abbot", people's names) and from `drop_senders`;
 - media without a caption (stickers, photos, voice notes) carries no text and is dropped;
 - consecutive messages of one sender are merged into one turn (joined with newlines);
 - a pause longer than `gap` (default 30 minutes) starts a new conversation, so the model never learns to
@@ -30,6 +31,8 @@ from training.readers.base import DataFormatError, Dialogue, Malformed, dialogue
 from training.readers.jsonstream import iter_json_array
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_BOT_WORD = re.compile(r"(?:^|[\s_.-])bot$", re.IGNORECASE)  # "Weather Bot", "news_bot", "BOT"
+_BOT_CAMEL = re.compile(r"[a-z0-9]Bot$")  # "WeatherBot", but not "Talbot"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,12 @@ def parse_gap(gap: str | float) -> float | None:
     if not match:
         raise ValueError(f"telegram gap must be 'median' or a duration like 90, 45m, 6h, 2d; got {gap!r}")
     return float(match[1]) * _UNITS[match[2] or "s"]
+
+
+def _is_bot(name: str) -> bool:
+    """The export does not mark bots: a display name whose last word is "bot", set apart or capitalised,
+    is one; a person's name that merely ends in those letters (Talbot, Abbot) is not."""
+    return bool(_BOT_WORD.search(name) or _BOT_CAMEL.search(name))
 
 
 def _text(raw: Any) -> str | None:
@@ -113,7 +122,7 @@ def _messages(path: Path, malformed: Malformed, options: TelegramOptions, header
                 )
             )
             continue
-        if name.casefold().endswith("bot") or sender.casefold() in dropped or name.casefold() in dropped:
+        if _is_bot(name) or sender.casefold() in dropped or name.casefold() in dropped:
             continue
         if text.strip():
             yield _Message(line, when, sender, name, text.strip())
