@@ -38,9 +38,7 @@ class _Strict(BaseModel):
 
 class TelegramConfig(_Strict):
     me: str | None = None  # name or from_id the model learns to be; default: the exporter in a 1:1 chat
-    gap: str | float = (
-        "30m"  # new conversation after this pause: seconds, 45m / 6h / 2d, or "median" (loses ~half the replies)
-    )
+    gap: str | float = "30m"  # new conversation after this pause: seconds, 45m / 6h / 2d, or "median"
     drop_senders: list[str] = []
 
 
