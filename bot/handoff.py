@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 Sender = Callable[[str, str], Awaitable[None]]  # (external_id, text)
 _STATUS_ORDER = (EscalationStatus.OPEN, EscalationStatus.ACKNOWLEDGED, EscalationStatus.RESOLVED)
+ACTIONS = ("take", "release", "ack", "resolve")  # what `Handoff.act` does by name
+LOWER_TO = {"none": Level.NONE, "distress": Level.DISTRESS, "concern": Level.CONCERN}  # a resolve may lower to
 
 
 class Status(StrEnum):
@@ -207,6 +209,20 @@ class Handoff:
             )
         await self.alerts.send(alert)
         return alert.escalation_id
+
+    async def act(self, action: str, target: int, operator: str, lower_to: Level | None = None) -> Step:
+        """An operator command by name, as the front-ends offer them: "take" and "release" name a
+        conversation, "ack" and "resolve" an escalation (which may lower the level to `lower_to`)."""
+        match action:
+            case "take":
+                return await self.take(target, operator)
+            case "release":
+                return await self.release(target, operator)
+            case "ack":
+                return await self.acknowledge(target, operator)
+            case "resolve":
+                return await self.resolve(target, operator, lower_to)
+        raise ValueError(f"unknown operator action {action!r}")
 
     async def acknowledge(self, escalation_id: int, operator: str) -> Step:
         return await self._set_status(escalation_id, operator, EscalationStatus.ACKNOWLEDGED)

@@ -19,7 +19,7 @@ from bot.alerts import Alert
 from bot.channels.telegram_send import send_text
 from bot.channels.telegram_text import MAX_MESSAGE, clip, tg_text, utf16_len
 from bot.crisis.levels import Level
-from bot.handoff import Handoff, Refused, Status
+from bot.handoff import LOWER_TO, Handoff, Refused
 from bot.metrics import ALERT_FAILURES
 from db.engine import DATABASE_ERRORS
 
@@ -30,7 +30,12 @@ DRAIN_S = 10.0  # how long shutdown waits for alerts still being sent
 
 _CONVERSATION_TAG = re.compile(r"#conv(\d+)\b")
 _BUTTON_DATA = re.compile(r"^op:(take|ack):(\d+)$")
-_LOWER_TO = {"none": Level.NONE, "distress": Level.DISTRESS, "concern": Level.CONCERN}
+_DONE_TEXTS = {
+    "take": "operator_taken",
+    "release": "operator_released",
+    "ack": "operator_acknowledged",
+    "resolve": "operator_resolved",
+}
 
 Context = ContextTypes.DEFAULT_TYPE
 
@@ -147,22 +152,12 @@ class OperatorChat:
 
     async def _act(self, action: str, number: int, user: User | None, lower_to: Level | None = None) -> str:
         """One handoff step by an operator; returns the line that tells the operator chat what happened."""
-        operator = operator_name(user)
         try:
-            match action:
-                case "take":
-                    step, key = await self.handoff.take(number, operator), "operator_taken"
-                case "release":
-                    step, key = await self.handoff.release(number, operator), "operator_released"
-                case "ack":
-                    step, key = await self.handoff.acknowledge(number, operator), "operator_acknowledged"
-                case _:
-                    step, key = await self.handoff.resolve(number, operator, lower_to), "operator_resolved"
+            step = await self.handoff.act(action, number, operator_name(user), lower_to)
         except DATABASE_ERRORS:
             log.exception("database failed on an operator's /%s", action)
             return tg_text("operator_database_down")
-        if step.status != Status.DONE:
-            key = f"operator_{step.status}"
+        key = _DONE_TEXTS[action] if step else f"operator_{step.status}"
         conversation = step.conversation_id if step.conversation_id is not None else number
         fields = {"conversation": conversation, "escalation": number, "holder": step.holder, "reason": step.reason}
         return tg_text(key, operator=_display(user), **fields)
@@ -173,10 +168,10 @@ class OperatorChat:
         action = message.text.split()[0].lstrip("/").split("@")[0].lower()
         number = _number(context.args)
         lower = context.args[1].lower() if action == "resolve" and len(context.args) > 1 else None
-        if number is None or (lower is not None and lower not in _LOWER_TO):
+        if number is None or (lower is not None and lower not in LOWER_TO):
             await message.reply_text(tg_text("operator_usage"))
             return
-        lower_to = _LOWER_TO[lower] if lower is not None else None
+        lower_to = LOWER_TO[lower] if lower is not None else None
         await message.reply_text(await self._act(action, number, update.effective_user, lower_to))
 
     async def say(self, update: Update, context: Context) -> None:
