@@ -66,10 +66,11 @@ def safety_gaps(settings: Settings) -> list[str]:
     """What this deployment lacks that a person at risk would miss. Start-up goes on (the safe words
     and helplines never depend on these), but says so as errors: a quiet gap would be found in a crisis."""
     gaps = []
-    if not (settings.telegram_enabled and settings.operator_chat_id is not None):
+    if not (settings.telegram_enabled and settings.operator_chat_id is not None) and not settings.operator_token:
         gaps.append(
-            "no operator chat (SUPPORTBOT_TELEGRAM_TOKEN and SUPPORTBOT_OPERATOR_CHAT_ID): crisis escalations"
-            " are recorded and answered with the safe words, but no person is alerted"
+            "no operators: neither an operator chat (SUPPORTBOT_TELEGRAM_TOKEN and SUPPORTBOT_OPERATOR_CHAT_ID)"
+            " nor the console (SUPPORTBOT_OPERATOR_TOKEN); crisis escalations are recorded and answered with the"
+            " safe words, but no person sees them"
         )
     if settings.twilio_enabled and not settings.hotline_number:
         gaps.append(
@@ -81,7 +82,7 @@ def safety_gaps(settings: Settings) -> list[str]:
 
 def create_app(service: Service) -> web.Application:
     """The aiohttp application with health, metrics, web chat and every configured channel."""
-    from bot.channels import telegram, twilio
+    from bot.channels import operator_console, telegram, twilio
     from bot.channels import web as webchat
 
     for gap in safety_gaps(service.settings):
@@ -93,6 +94,7 @@ def create_app(service: Service) -> web.Application:
     app.cleanup_ctx.append(_realerts)
     app.on_startup.append(_freeze_startup_objects)
     webchat.mount(app, service)
+    operator_console.mount(app, service)
     telegram.mount(app, service)
     twilio.mount(app, service)
     return app

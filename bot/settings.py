@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     operator_chat_id: int | None = None
     hotline_number: str | None = None
     encryption_key: str | None = None
+    operator_token: str | None = Field(
+        None, min_length=16, description="turns on the operator web console at /operator; operators sign in with it"
+    )
 
     # Beyond DESIGN.md: tuning knobs with safe defaults.
     history_turns: int = Field(8, ge=0, le=64, description="previous turns given to the model")

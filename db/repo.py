@@ -609,6 +609,44 @@ async def audit(
     )
 
 
+# --- the operator console's views ---------------------------------------------------------------
+
+
+async def unresolved_escalations(session: AsyncSession, limit: int) -> list[Row[Any]]:
+    """Escalations not yet resolved, most urgent first, with the person's channel and who holds them."""
+    result = await session.execute(
+        select(
+            Escalation.id,
+            Escalation.conversation_id,
+            Escalation.level,
+            Escalation.status,
+            Escalation.operator,
+            Escalation.alert_count,
+            Escalation.created_at,
+            User.channel,
+            Conversation.operator.label("held_by"),
+        )
+        .join(User, User.id == Escalation.user_id)
+        .join(Conversation, Conversation.id == Escalation.conversation_id)
+        .where(Escalation.status != EscalationStatus.RESOLVED)
+        .order_by(Escalation.level.desc(), Escalation.id.desc())
+        .limit(limit)
+    )
+    return list(result.all())
+
+
+async def recent_messages(session: AsyncSession, conversation_id: int, limit: int) -> list[Message] | None:
+    """The latest messages of the person a conversation belongs to (across their conversations, since
+    an alert's may have ended), oldest first; None when there is no such conversation."""
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None:
+        return None
+    rows = await session.scalars(
+        select(Message).where(Message.user_id == conversation.user_id).order_by(Message.id.desc()).limit(limit)
+    )
+    return list(reversed(rows.all()))
+
+
 def since(moment: datetime | None) -> float:
     """Seconds since a stored timestamp (SQLite returns naive UTC datetimes)."""
     if moment is None:

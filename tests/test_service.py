@@ -164,7 +164,8 @@ async def test_malformed_crisis_data_stops_start_up_with_one_line(settings: Sett
 
 def test_start_up_names_what_a_person_at_risk_would_miss(settings: Settings) -> None:
     bare = settings.model_copy(update={"telegram_token": None, "operator_chat_id": None})
-    assert len(safety_gaps(bare)) == 1 and "no person is alerted" in safety_gaps(bare)[0]
+    assert len(safety_gaps(bare)) == 1 and "no person sees them" in safety_gaps(bare)[0]
+    assert safety_gaps(bare.model_copy(update={"operator_token": "t" * 16})) == []  # the console
     phone = bare.model_copy(update={"twilio_account_sid": "AC" + "0" * 32, "twilio_auth_token": "t"})
     assert any("not transferred" in gap for gap in safety_gaps(phone))
     staffed = phone.model_copy(

@@ -11,6 +11,7 @@ from importlib import resources
 
 from aiohttp import web
 
+from bot.channels.json_body import json_object
 from bot.dialogue import Incoming
 from bot.service import Service
 
@@ -44,21 +45,9 @@ async def page(_request: web.Request) -> web.Response:
     return web.Response(text=html, content_type="text/html")
 
 
-async def _json_body(request: web.Request) -> dict[str, object]:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text='{"error": "body must be JSON"}', content_type="application/json") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text='{"error": "body must be a JSON object"}', content_type="application/json")
-    return body
-
-
 async def message(request: web.Request) -> web.Response:
     """POST {"text": ..., "id": optional client message id} -> {"reply": ..., "level": ...}."""
-    body = await _json_body(request)
+    body = await json_object(request, MAX_BODY)
     text, client_id = body.get("text"), body.get("id")
     if not isinstance(text, str):
         return web.json_response({"error": "'text' must be a string"}, status=400)
