@@ -80,7 +80,7 @@ def test_static_batching_that_leaves_nothing_to_train_on_is_one_line(
 def test_model_not_on_this_machine_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tiny_config_file(tmp_path)
     code, err = _dry_run(path, capsys, "model.scratch=null", "model.name_or_path=nobody/no-such-model")
-    assert code == 2 and "'nobody/no-such-model' is not a local directory and not in the local Hugging Face" in err
+    assert code == 2 and "'nobody/no-such-model' is not a local directory, and it could not be had" in err
     base = save_model("tiny-causal", tmp_path / "base")
     assert _dry_run(path, capsys, "model.scratch=null", f"model.name_or_path={base}")[0] == 0
     (base / "model.safetensors").unlink()

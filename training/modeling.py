@@ -29,16 +29,18 @@ from training.config import ConfigError, ModelConfig, ScratchConfig
 
 
 def _pretrained(loader: Any, name_or_path: str | Path) -> Any:
-    """`loader.from_pretrained` from a directory or the local Hugging Face cache only, as the README promises
-    (nothing is downloaded); a model that is not there is one line naming it, not an OSError traceback."""
+    """`loader.from_pretrained` from a directory, or a hub id (from the local Hugging Face cache, else
+    downloaded, as any transformers program does; HF_HUB_OFFLINE=1 forbids that); a model that cannot
+    be had is one line naming it, not an OSError traceback."""
     try:
-        return loader.from_pretrained(name_or_path, local_files_only=True)
+        return loader.from_pretrained(name_or_path)
     except OSError as exc:
         if Path(name_or_path).is_dir():
             raise ConfigError(f"model {name_or_path}: cannot load it: {str(exc).splitlines()[0]}") from None
         raise ConfigError(
-            f"model {str(name_or_path)!r} is not a local directory and not in the local Hugging Face cache, and "
-            f"nothing is downloaded: fetch it first (hf download {name_or_path}) or give its directory"
+            f"model {str(name_or_path)!r} is not a local directory, and it could not be had from the Hugging Face"
+            f" hub or its local cache ({str(exc).splitlines()[0]}): on a machine without internet, fetch it"
+            f" elsewhere (hf download {name_or_path}) and give its directory"
         ) from None
 
 
