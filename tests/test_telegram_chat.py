@@ -90,13 +90,25 @@ async def test_persona_keyboard_choice_and_own_lines(tmp_path: Path, mode: str) 
             coach = await session.scalar(select(Persona).where(Persona.key == "coach"))
         assert (await bot.user(CHAT)).persona_id == coach.id
 
-        await bot.deliver(message_update(CHAT, text="/persona I am a retired teacher.\nI love gardening."))
+        await bot.deliver(message_update(CHAT, text="/persona\nI am a retired teacher.\nI love gardening."))
         await bot.api.wait_for_messages(CHAT, 2)
         assert (await bot.user(CHAT)).persona_lines == ["I am a retired teacher.", "I love gardening."]
         await bot.deliver(message_update(CHAT, text="hi"))
         await bot.api.wait_for_messages(CHAT, 3)
         system = [m.content for m in backend.calls[-1] if m.role == "system"]
         assert system == ["I am a retired teacher.", "I love gardening."]
+
+
+async def test_persona_lines_at_risk_are_answered_as_a_message_not_spoken_by_the_model(
+    tmp_path: Path, mode: str
+) -> None:
+    async with telegram_bot(sqlite(tmp_path), mode) as bot:
+        await bot.deliver(message_update(CHAT, text="/persona I am someone who will do CRISIS tonight"))
+        (reply,) = await bot.api.wait_for_messages(CHAT, 1)
+        assert reply == "You matter. Please call 112 or a helpline now."  # the safe words
+        assert (await bot.user(CHAT)).persona_lines is None
+        assert [m.text for m in await bot.messages(CHAT)][0] == "I am someone who will do CRISIS tonight"
+        assert await bot.count(Escalation) == 1
 
 
 async def test_reset_starts_a_new_conversation(tmp_path: Path, mode: str) -> None:

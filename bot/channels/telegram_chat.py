@@ -189,7 +189,8 @@ class PrivateChat:
         """/persona shows the built-in personas as buttons; /persona LINES sets the person's own."""
         locale = await self._locale(update)
         chat_id = update.effective_chat.id
-        _, _, own = update.effective_message.text.partition(" ")
+        message = update.effective_message
+        own = message.text.split(None, 1)[1] if len(message.text.split(None, 1)) > 1 else ""
         lines = [line.strip() for line in own.splitlines() if line.strip()]
         if not lines:
             personas = builtin_personas()
@@ -201,8 +202,12 @@ class PrivateChat:
             reply = tg_text("persona_too_long", locale, lines=PERSONA_MAX_LINES, chars=PERSONA_MAX_CHARS)
             await send_text(context.bot, chat_id, reply)
         else:
-            await self.dialogue.set_persona(CHANNEL, str(chat_id), lines=lines)
-            await send_text(context.bot, chat_id, tg_text("persona_own", locale))
+            incoming = Incoming(CHANNEL, str(chat_id), "", str(message.message_id), _telegram_language(update))
+            result = await self.dialogue.own_persona(incoming, lines)
+            if result is None:
+                await send_text(context.bot, chat_id, tg_text("persona_own", locale))
+            elif result.reply and not result.duplicate:  # the lines were at risk: answered as a message
+                await send_text(context.bot, chat_id, result.reply)
 
     async def language(self, update: Update, context: Context) -> None:
         buttons = [[InlineKeyboardButton(LANGUAGE_NAMES[code], callback_data=f"lang:{code}")] for code in LANGUAGES]

@@ -77,8 +77,9 @@ class TerminalChat:
                 self._write(f"  {persona.key:10} {persona.name}: {persona.description}")
             return
         if argument.startswith("my:"):
-            await self.dialogue.set_persona(CHANNEL, self.user, lines=argument[3:].split(";"))
-            self._write("(persona set to your own lines)")
+            lines = [line.strip() for line in argument[3:].split(";") if line.strip()]
+            result = await self.dialogue.own_persona(Incoming(CHANNEL, self.user, "", locale=self.locale), lines)
+            self._write("(persona set to your own lines)" if result is None else f"bot> {result.reply}")
         elif await self.dialogue.set_persona(CHANNEL, self.user, key=argument):
             self._write(f"(persona: {argument})")
         else:
