@@ -20,6 +20,14 @@ log = logging.getLogger(__name__)
 SERVICE = web.AppKey("service", Service)
 
 
+async def livez(_request: web.Request) -> web.Response:
+    """200 while the process's event loop serves requests; it asks nothing of the database or the model.
+    For the orchestrator's liveness and readiness probes: while the database is down the bot still
+    answers every message with the safe words (Dialogue.answer_unstored), so a replica must neither be
+    restarted nor taken out of its Service for it. /healthz is the check that tells about the database."""
+    return web.json_response({"status": "ok"})
+
+
 async def healthz(request: web.Request) -> web.Response:
     """200 when the database answers; the model's state is reported but does not fail the check,
     because the crisis layer and fallback answers keep working without it."""
@@ -89,6 +97,7 @@ def create_app(service: Service) -> web.Application:
         log.error("%s", gap)
     app = web.Application(client_max_size=1024 * 1024)
     app[SERVICE] = service
+    app.router.add_get("/livez", livez)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.cleanup_ctx.append(_realerts)

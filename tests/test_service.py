@@ -4,11 +4,13 @@ at rest."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -21,6 +23,8 @@ from bot.settings import Settings
 from db import crypto, repo
 from db.engine import Database
 from tests.doubles import EchoBackend, KeywordSafety
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 
 async def start(settings: Settings) -> Service:
@@ -106,10 +110,48 @@ async def test_health_reports_a_dead_database(settings: Settings) -> None:
         async with TestClient(TestServer(create_app(service))) as client:
             health = await client.get("/healthz")
             assert health.status == 503 and (await health.json())["database"] == "unreachable"
+            # the probes' route: the process still serves (safe words without the database), so it stays in
+            live = await client.get("/livez")
+            assert live.status == 200 and (await live.json())["status"] == "ok"
     finally:
         await service.db.dispose()
         service.db = working
         await service.close()
+
+
+def _manifests() -> list[dict]:
+    return [doc for doc in yaml.safe_load_all((DEPLOY / "k8s" / "supportbot.yaml").read_text()) if doc]
+
+
+def _containers() -> dict[str, dict]:
+    """The k8s manifest's containers by name."""
+    pods = [doc["spec"]["template"]["spec"] for doc in _manifests() if doc["kind"] == "Deployment"]
+    return {container["name"]: container for pod in pods for container in pod["containers"]}
+
+
+async def test_the_k8s_probes_use_routes_that_do_not_need_the_database(settings: Settings) -> None:
+    """A database outage must not pull every bot replica out of its Service (webhooks would fail, and no one
+    would get the safe words) nor restart them (they cannot start without it): the probes use /livez."""
+    bot = _containers()["bot"]
+    probes = {kind: bot[kind]["httpGet"] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert {probe["path"] for probe in probes.values()} == {"/livez"}
+    assert {probe["port"] for probe in probes.values()} == {bot["ports"][0]["containerPort"]} == {8080}
+    service = await start(settings)
+    try:
+        routes = {r.resource.canonical for r in create_app(service).router.routes() if r.method == "GET"}
+    finally:
+        await service.close()
+    assert {"/livez", "/healthz", "/metrics"} <= routes
+
+
+def test_deploy_files_set_only_settings_that_exist() -> None:
+    """A misspelt SUPPORTBOT_ variable is ignored silently (extra="ignore"): the deploy files name real ones."""
+    known = {f"SUPPORTBOT_{name.upper()}" for name in Settings.model_fields}
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    named = {name for service in compose["services"].values() for name in service.get("environment", {})}
+    named |= {env["name"] for c in _containers().values() for env in c.get("env", [])}
+    named |= set(re.findall(r"\b(SUPPORTBOT_[A-Z_]+)=", (DEPLOY / "Dockerfile").read_text()))
+    assert named and {n for n in named if n.startswith("SUPPORTBOT_")} <= known
 
 
 async def test_terminal_chat_conversation_survives_a_restart(settings: Settings) -> None:
