@@ -57,6 +57,17 @@ async def sign_in(client: TestClient, name: str = "Anna") -> str:
     return response.headers["Set-Cookie"]
 
 
+@pytest.mark.parametrize(("public_url", "secure"), [(None, False), ("https://help.example.org", True)])
+async def test_the_session_cookie_is_secure_behind_https(
+    settings: Settings, public_url: str | None, secure: bool
+) -> None:
+    """Behind the TLS proxy (SUPPORTBOT_PUBLIC_URL https://...) the browser never sends the session over plain HTTP;
+    without one (http://127.0.0.1:8080) it must still work."""
+    async with console(settings, public_url=public_url) as (client, _service, _person):
+        flags = [flag.strip().lower() for flag in (await sign_in(client)).split(";")]
+    assert ("secure" in flags) is secure and "httponly" in flags and "samesite=strict" in flags
+
+
 async def test_an_operator_sees_a_crisis_takes_over_writes_and_resolves(settings: Settings) -> None:
     async with console(settings) as (client, service, person):
         crisis = await service.dialogue.handle(Incoming("test", "u", "CRISIS tonight"))

@@ -102,6 +102,22 @@ async def test_health_metrics_and_web_chat(settings: Settings) -> None:
     await service.close()
 
 
+@pytest.mark.parametrize(("public_url", "secure"), [(None, False), ("https://help.example.org", True)])
+async def test_the_web_chat_cookie_is_secure_behind_https(
+    settings: Settings, public_url: str | None, secure: bool
+) -> None:
+    """Behind the TLS proxy (SUPPORTBOT_PUBLIC_URL https://...) the browser never sends the session over plain HTTP;
+    without one (http://127.0.0.1:8080, make run) the chat must still keep its session."""
+    service = await start(settings.model_copy(update={"public_url": public_url}))
+    try:
+        async with TestClient(TestServer(create_app(service))) as client:
+            reply = await client.post("/chat/message", json={"text": "hello"})
+            flags = [flag.strip().lower() for flag in reply.headers["Set-Cookie"].split(";")]
+    finally:
+        await service.close()
+    assert ("secure" in flags) is secure and "httponly" in flags and "samesite=strict" in flags
+
+
 async def test_health_reports_a_dead_database(settings: Settings) -> None:
     service = await start(settings)
     working = service.db
@@ -142,6 +158,13 @@ async def test_the_k8s_probes_use_routes_that_do_not_need_the_database(settings:
     finally:
         await service.close()
     assert {"/livez", "/healthz", "/metrics"} <= routes
+
+
+def test_compose_publishes_the_bot_on_loopback_only() -> None:
+    """Plain HTTP (web chat, operator console, /metrics) stays on the host; a TLS proxy faces the network."""
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    published = [port for service in compose["services"].values() for port in service.get("ports", [])]
+    assert published == ["127.0.0.1:8080:8080"]
 
 
 def test_deploy_files_set_only_settings_that_exist() -> None:

@@ -114,7 +114,16 @@ async def login(request: web.Request) -> web.Response:
         raise _error(403, "wrong token")
     response = web.json_response({"operator": name.strip()})
     cookie = session_cookie(request.app[_KEY], name.strip(), time.time())
-    response.set_cookie(COOKIE, cookie, max_age=SESSION_S, httponly=True, samesite="Strict", path="/operator")
+    secure = request.app[_SERVICE].settings.public_url or ""
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        max_age=SESSION_S,
+        httponly=True,
+        samesite="Strict",
+        path="/operator",
+        secure=secure.lower().startswith("https://"),  # HTTPS only behind the TLS proxy (deploy/README.md)
+    )
     return response
 
 

@@ -35,8 +35,15 @@ def _language(request: web.Request) -> str | None:
     return tag if len(tag) <= 16 and _LANGUAGE_TAG.match(tag) else None
 
 
-def _with_session(response: web.Response, session_id: str) -> web.Response:
-    response.set_cookie(COOKIE, session_id, max_age=365 * 24 * 3600, httponly=True, samesite="Strict")
+def secure_cookies(public_url: str | None) -> bool:
+    """Cookies are marked Secure (sent over HTTPS only) when the service's external URL is HTTPS,
+    as behind the TLS proxy the deployment puts in front; plain http://127.0.0.1:8080 keeps them usable."""
+    return (public_url or "").lower().startswith("https://")
+
+
+def _with_session(request: web.Request, response: web.Response, session_id: str) -> web.Response:
+    secure = secure_cookies(request.app[_SERVICE].settings.public_url)
+    response.set_cookie(COOKIE, session_id, max_age=365 * 24 * 3600, httponly=True, samesite="Strict", secure=secure)
     return response
 
 
@@ -67,7 +74,7 @@ async def message(request: web.Request) -> web.Response:
         )
     )
     payload = {"reply": result.reply, "outcome": result.outcome, "level": result.level.name.lower()}
-    return _with_session(web.json_response(payload), session_id)
+    return _with_session(request, web.json_response(payload), session_id)
 
 
 async def reset(request: web.Request) -> web.Response:
