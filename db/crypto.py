@@ -1,4 +1,5 @@
-"""Message text at rest: Fernet-encrypted when SUPPORTBOT_ENCRYPTION_KEY is set, plus keyed lookup hashes.
+"""A person's words at rest (message text, their own persona lines, their number): Fernet-encrypted
+when SUPPORTBOT_ENCRYPTION_KEY is set, plus keyed lookup hashes.
 
 The key is process-wide because SQLAlchemy column types are process-wide; `configure` is called
 once at start-up. Rows written before a key was set stay readable (they carry no prefix).
@@ -9,6 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import Text
@@ -64,3 +67,21 @@ class EncryptedText(TypeDecorator[str]):
             return _fernet.decrypt(value[len(_PREFIX) :].encode()).decode()
         except InvalidToken as exc:
             raise DecryptionError("stored text was encrypted with a different SUPPORTBOT_ENCRYPTION_KEY") from exc
+
+
+class EncryptedJSON(TypeDecorator[Any]):
+    """A JSON value written by the person (their own persona lines), stored as text and encrypted
+    like `EncryptedText`; plain JSON written before a key was set stays readable."""
+
+    impl = Text
+    cache_ok = True
+    _text = EncryptedText()
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return self._text.process_bind_param(json.dumps(value, ensure_ascii=False), dialect)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        plain = self._text.process_result_value(value, dialect)
+        return None if plain is None else json.loads(plain)

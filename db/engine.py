@@ -279,6 +279,18 @@ class Database:
         await self.engine.dispose()
 
 
+STARTUP_LOCK = 0x5B07_57A7  # a PostgreSQL advisory lock id: "one process prepares the database at a time"
+
+
+async def one_at_a_time(connection: AsyncConnection) -> None:
+    """On PostgreSQL, wait until no other process prepares the database (migrations, the built-in
+    personas), holding the lock to the end of `connection`'s transaction: replicas starting together
+    would otherwise both create the same tables or rows, and one would fail. SQLite's writers
+    already take turns."""
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": STARTUP_LOCK})
+
+
 def describe_failure(url: URL, exc: BaseException) -> str:
     """One line naming the database (password hidden) and the reason, for start-up errors."""
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

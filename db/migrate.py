@@ -9,7 +9,7 @@ from alembic.config import Config
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from db.engine import DatabaseUnavailable, create_engine, describe_failure
+from db.engine import DatabaseUnavailable, create_engine, describe_failure, one_at_a_time
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -32,6 +32,7 @@ async def _run(url: str | URL, action: str, revision: str) -> None:
 
     try:
         async with engine.begin() as connection:
+            await one_at_a_time(connection)
             await connection.run_sync(run)
     except (OSError, OperationalError, InterfaceError) as exc:
         raise DatabaseUnavailable(describe_failure(make_url(url), exc)) from exc

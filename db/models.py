@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from db.crypto import EncryptedText
+from db.crypto import EncryptedJSON, EncryptedText
 
 
 def utcnow() -> datetime:
@@ -76,7 +76,7 @@ class User(Base):
     country: Mapped[str | None] = mapped_column(String(2))
     persona_id: Mapped[int | None] = mapped_column(ForeignKey("personas.id", ondelete="SET NULL"))
     # The user's own persona lines; when set they take precedence over persona_id.
-    persona_lines: Mapped[list[str] | None] = mapped_column(JSON)
+    persona_lines: Mapped[list[str] | None] = mapped_column(EncryptedJSON)
     opted_out: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

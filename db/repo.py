@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
+from db.engine import one_at_a_time
 from db.models import (
     AuditEvent,
     Conversation,
@@ -43,7 +44,9 @@ class DuplicateMessage(Exception):
 
 
 async def sync_personas(session: AsyncSession, personas: Sequence[tuple[str, str, str, list[str]]]) -> None:
-    """Insert or update the built-in personas (key, name, description, lines) shipped as data."""
+    """Insert or update the built-in personas (key, name, description, lines) shipped as data (one
+    starting process at a time, so that replicas starting together do not insert the same key twice)."""
+    await one_at_a_time(await session.connection())
     existing = {p.key: p for p in (await session.scalars(select(Persona))).all()}
     for key, name, description, lines in personas:
         row = existing.get(key)

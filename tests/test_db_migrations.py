@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
-from db import migrate
+from db import crypto, migrate, repo
 from db.engine import Database, DatabaseUnavailable
-from db.models import Base
+from db.models import Base, User
 
 
 async def _tables(url: str) -> set[str]:
@@ -82,3 +83,62 @@ def test_unreachable_database_is_one_clear_error() -> None:
         asyncio.run(migrate.upgrade("postgresql+asyncpg://someone:secret@127.0.0.1:1/nowhere"))
     message = str(caught.value)
     assert "127.0.0.1:1/nowhere" in message and "secret" not in message and "\n" not in message
+
+
+def test_persona_lines_written_before_encryption_stay_readable_and_new_ones_are_encrypted(empty_url: str) -> None:
+    async def scenario() -> tuple[list[str] | None, list[str] | None, str, list[object]]:
+        await migrate.upgrade(empty_url, "0001")
+        database = Database(empty_url)
+        async with database.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO users (channel, external_id, persona_lines, opted_out, created_at)"
+                    " VALUES ('t', 'old', :lines, false, CURRENT_TIMESTAMP)"
+                ),
+                {"lines": '["i am calm."]'},
+            )
+        await database.dispose()
+        await migrate.upgrade(empty_url)
+        crypto.configure("a key")
+        try:
+            database = Database(empty_url)
+            async with database.transaction() as session:
+                session.add(User(channel="t", external_id="new", persona_lines=["i lost my home."]))
+            async with database.transaction() as session:
+                before = (await session.scalar(select(User).where(User.external_id == "old"))).persona_lines
+                after = (await session.scalar(select(User).where(User.external_id == "new"))).persona_lines
+                stored = await session.execute(text("SELECT persona_lines FROM users WHERE external_id = 'new'"))
+                raw = stored.scalar()
+            await database.dispose()
+        finally:
+            crypto.configure(None)
+        await migrate.downgrade(empty_url, "0001")  # the encrypted lines cannot be JSON: cleared
+        database = Database(empty_url)
+        async with database.engine.connect() as connection:
+            kept = (await connection.execute(text("SELECT persona_lines FROM users ORDER BY id"))).scalars().all()
+        await database.dispose()
+        return before, after, raw, list(kept)
+
+    before, after, raw, kept = asyncio.run(scenario())
+    assert before == ["i am calm."] and after == ["i lost my home."]
+    assert raw.startswith("enc:v1:") and "home" not in raw
+    assert [json.loads(k) if isinstance(k, str) else k for k in kept] == [["i am calm."], None]
+
+
+def test_replicas_starting_together_prepare_the_database_once(empty_url: str) -> None:
+    async def start_together() -> None:
+        await asyncio.gather(*(migrate.upgrade(empty_url) for _ in range(3)))
+        databases = [Database(empty_url) for _ in range(3)]
+
+        async def sync(database: Database) -> None:
+            async with database.transaction() as session:
+                await repo.sync_personas(session, [("calm", "Calm", "", ["i am calm."])])
+
+        await asyncio.gather(*(sync(database) for database in databases))
+        for database in databases:
+            await database.dispose()
+
+    for _ in range(3):  # without the lock, two of three tries failed on PostgreSQL
+        asyncio.run(migrate.downgrade(empty_url, "base"))
+        asyncio.run(start_together())
+    assert asyncio.run(_diff(empty_url)) == []
