@@ -167,6 +167,28 @@ def test_compose_publishes_the_bot_on_loopback_only() -> None:
     assert published == ["127.0.0.1:8080:8080"]
 
 
+def _dockerfile() -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments left out."""
+    text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_the_image_is_cpu_only_reachable_and_can_write_its_database() -> None:
+    lines = _dockerfile()
+    (torch,) = [line for line in lines if line.startswith("RUN pip install") and "torch" in line]
+    assert "--index-url https://download.pytorch.org/whl/cpu" in torch  # PyPI's Linux wheel is the CUDA build
+    env = " ".join(line for line in lines if line.startswith("ENV "))
+    assert "SUPPORTBOT_HTTP_HOST=0.0.0.0" in env  # 127.0.0.1 inside a container is unreachable with -p
+    assert Settings().http_host == "127.0.0.1"  # ... while make run stays on the workstation
+    (user,) = [line.split()[1] for line in lines if line.startswith("USER ")]
+    uid = user.split(":")[0]
+    built = lines.index(next(line for line in lines if "supportbot train" in line))
+    assert lines.index(f"USER {user}") > built
+    # the default SQLite database (./var/supportbot.db under WORKDIR /app) must be writable by that user
+    assert Settings().database_url.endswith("///./var/supportbot.db") and "WORKDIR /app" in lines
+    assert re.search(rf"chown (-R )?{uid}(:\d+)? (/app/)?var\b", lines[built])
+
+
 def test_deploy_files_set_only_settings_that_exist() -> None:
     """A misspelt SUPPORTBOT_ variable is ignored silently (extra="ignore"): the deploy files name real ones."""
     known = {f"SUPPORTBOT_{name.upper()}" for name in Settings.model_fields}
@@ -237,3 +259,15 @@ def test_start_up_names_what_a_person_at_risk_would_miss(settings: Settings) -> 
         update={"telegram_token": "123:" + "a" * 35, "operator_chat_id": -100, "hotline_number": "+380800500335"}
     )
     assert safety_gaps(staffed) == []
+
+
+async def test_a_database_refuses_a_key_other_than_the_one_it_was_written_with(settings: Settings) -> None:
+    keyed = settings.model_copy(update={"encryption_key": "correct horse battery staple"})
+    try:
+        await (await start(keyed)).close()
+        for other in ("another passphrase", None):
+            with pytest.raises(StartupError, match="not the key this database was written with"):
+                await start(settings.model_copy(update={"encryption_key": other}))
+        await (await start(keyed)).close()
+    finally:
+        crypto.configure(None)
