@@ -160,6 +160,12 @@ async def test_the_k8s_probes_use_routes_that_do_not_need_the_database(settings:
     assert {"/livez", "/healthz", "/metrics"} <= routes
 
 
+def test_the_k8s_images_have_a_version_tag_and_a_pull_policy() -> None:
+    for container in _containers().values():
+        assert not container["image"].endswith(":latest") and ":" in container["image"].rsplit("/", 1)[-1]
+        assert container["imagePullPolicy"] == "IfNotPresent"
+
+
 def test_compose_publishes_the_bot_on_loopback_only() -> None:
     """Plain HTTP (web chat, operator console, /metrics) stays on the host; a TLS proxy faces the network."""
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
@@ -187,6 +193,15 @@ def test_the_image_is_cpu_only_reachable_and_can_write_its_database() -> None:
     # the default SQLite database (./var/supportbot.db under WORKDIR /app) must be writable by that user
     assert Settings().database_url.endswith("///./var/supportbot.db") and "WORKDIR /app" in lines
     assert re.search(rf"chown (-R )?{uid}(:\d+)? (/app/)?var\b", lines[built])
+
+
+def test_the_build_context_leaves_out_databases_secrets_and_the_virtualenv() -> None:
+    root = DEPLOY.parent
+    ignored = {line.strip() for line in (root / ".dockerignore").read_text().splitlines()}
+    assert {".venv", "var", ".env", ".git"} <= ignored
+    copied = {line.split()[1] for line in _dockerfile() if line.startswith("COPY ")}
+    copied |= {part for line in _dockerfile() if line.startswith("COPY ") for part in line.split()[1:-1]}
+    assert copied and not copied & ignored and all((root / path).exists() for path in copied)
 
 
 def test_deploy_files_set_only_settings_that_exist() -> None:
