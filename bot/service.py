@@ -86,6 +86,15 @@ class Service:
             await db.ping()
             await migrate.upgrade(settings.database_url)
             async with db.transaction() as session:
+                key = await repo.remembered(session, "encryption_key", crypto.fingerprint())
+            if key != crypto.fingerprint():
+                await db.dispose()
+                raise StartupError(
+                    "SUPPORTBOT_ENCRYPTION_KEY is not the key this database was written with (or was added or"
+                    " removed since): its messages could not be read, and phone users could not find, or delete,"
+                    " their data. Start with the original key, or with a new database."
+                )
+            async with db.transaction() as session:
                 specs = builtin_personas()
                 await repo.sync_personas(session, [(p.key, p.name, p.description, p.lines) for p in specs])
         except DatabaseUnavailable as exc:

@@ -38,6 +38,12 @@ def configure(key: str | None) -> None:
         _hash_key = b"supportbot-lookup-v1"
 
 
+def fingerprint() -> str:
+    """Names the configured key without revealing it ("none" without one): a database remembers it,
+    because rows written under one key cannot be read, nor phone users found, under another."""
+    return "none" if _fernet is None else _derive(_hash_key.hex(), b"fingerprint").hex()[:32]
+
+
 def lookup_hash(value: str) -> str:
     """A keyed hash to find a row by a secret value (a phone number) without storing the value."""
     return hmac.new(_hash_key, value.encode(), hashlib.sha256).hexdigest()

@@ -27,6 +27,7 @@ from db.models import (
     MessageStatus,
     Persona,
     Role,
+    ServiceState,
     User,
     utcnow,
 )
@@ -610,6 +611,18 @@ async def audit(
             detail=detail,
         )
     )
+
+
+# --- the database itself ------------------------------------------------------------------------
+
+
+async def remembered(session: AsyncSession, name: str, value: str) -> str:
+    """The value the database keeps under `name`, storing `value` there when it keeps none yet."""
+    await one_at_a_time(await session.connection())
+    row = await session.get(ServiceState, name)
+    if row is None:
+        session.add(row := ServiceState(name=name, value=value))
+    return row.value
 
 
 # --- the operator console's views ---------------------------------------------------------------

@@ -17,6 +17,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from bot.settings import Settings  # noqa: E402
 from db import migrate, scratch  # noqa: E402
 from db.engine import Database  # noqa: E402
+from db.models import Base  # noqa: E402
 from tests.doubles import EchoBackend  # noqa: E402
 
 POSTGRES_URL = os.environ.get("SUPPORTBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -49,11 +50,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def _truncate(url: str) -> None:
     db = Database(url)
     async with db.transaction() as session:
-        await session.execute(
-            text(
-                "TRUNCATE audit_events, escalations, messages, conversations, users, personas RESTART IDENTITY CASCADE"
-            )
-        )
+        tables = ", ".join(Base.metadata.tables)
+        await session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     await db.dispose()
 
 

@@ -214,6 +214,31 @@ def test_deploy_files_set_only_settings_that_exist() -> None:
     assert named and {n for n in named if n.startswith("SUPPORTBOT_")} <= known
 
 
+async def test_web_chat_deletion_with_a_dead_database_says_it_failed(settings: Settings) -> None:
+    """Not a text/plain 500 the page cannot read: a JSON 503 whose error the page shows, and the session cookie
+    kept, so that trying again deletes the same person's data."""
+    service = await start(settings)
+    working = service.dialogue.db
+    try:
+        async with TestClient(TestServer(create_app(service))) as client:
+            await client.post("/chat/message", json={"text": "hello", "id": "m1"})
+            service.dialogue.db = Database("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+            for path, words in (("/chat/forget", "Could not delete"), ("/chat/reset", "Could not start over")):
+                failed = await client.post(path)
+                assert failed.status == 503 and failed.content_type == "application/json"
+                assert (await failed.json())["error"].startswith(words) and "try again" in (await failed.json())[
+                    "error"
+                ]
+                assert "Set-Cookie" not in failed.headers
+            await service.dialogue.db.dispose()
+            service.dialogue.db = working
+            forgotten = await client.post("/chat/forget")  # the same session, once the database is back
+            assert (await forgotten.json())["deleted"] is True
+    finally:
+        service.dialogue.db = working
+        await service.close()
+
+
 async def test_terminal_chat_conversation_survives_a_restart(settings: Settings) -> None:
     output: list[str] = []
     first = await start(settings)
