@@ -1,6 +1,7 @@
 """The web chat page's script, run in Node.js against a stand-in page: it must send every message
 with an id, also where the browser hides `crypto.randomUUID` (plain HTTP on a LAN address, as the
-compose file serves it), and a message that could not be sent goes back in the box, not lost."""
+compose file serves it), a message that could not be sent goes back in the box, not lost, and a deletion or
+"start over" that failed says so instead of nothing."""
 
 from __future__ import annotations
 
@@ -17,11 +18,15 @@ NODE = shutil.which("node")
 # A document with just the elements the script uses; `fetch` answers from REPLY, or fails when it is null.
 HARNESS = r"""
 const vm = require("vm");
-const [script, reply, secure] = [process.argv[1], JSON.parse(process.argv[2]), process.argv[3] === "1"];
+const [script, replyJson, secureFlag, action] = process.argv.slice(1);
+const [reply, secure] = [JSON.parse(replyJson), secureFlag === "1"];
 const handlers = {}, shown = [], sent = [];
 function element(id) {
+  let text = "";
   return {
-    id, value: "", textContent: "", scrollTop: 0, scrollHeight: 0,
+    id, value: "", scrollTop: 0, scrollHeight: 0,
+    get textContent() { return text; },
+    set textContent(value) { text = value; if (value === "") shown.push(["cleared", id]); },
     addEventListener: (kind, fn) => { handlers[id + ":" + kind] = fn; },
     appendChild: (child) => shown.push([child.className, child.textContent]),
   };
@@ -43,17 +48,19 @@ const context = {
 };
 vm.runInNewContext(script, context);
 elements.text.value = "I can't sleep again";
-handlers["form:submit"]({preventDefault() {}}).then(() => {
+// "submit" sends the text in the box; "reset" and "forget" click those buttons
+const done = action === "submit" ? handlers["form:submit"]({preventDefault() {}}) : elements[action].onclick();
+Promise.resolve(done).then(() => {
   console.log(JSON.stringify({sent, shown, left: elements.text.value}));
 });
 """
 
 
-def run_page(reply: dict | None, *, secure: bool) -> dict:
+def run_page(reply: dict | None, *, secure: bool, action: str = "submit") -> dict:
     page = resources.files("bot.channels.static").joinpath("webchat.html").read_text(encoding="utf-8")
     (script,) = re.findall(r"<script>(.*?)</script>", page, re.S)
     done = subprocess.run(
-        [NODE, "-e", HARNESS, script, json.dumps(reply), "1" if secure else "0"],
+        [NODE, "-e", HARNESS, script, json.dumps(reply), "1" if secure else "0", action],
         capture_output=True,
         text=True,
         timeout=30,
@@ -83,3 +90,24 @@ def test_a_message_that_could_not_be_sent_goes_back_in_the_box() -> None:
 def test_a_refused_message_says_why() -> None:
     result = run_page({"error": "'text' must be a string"}, secure=True)
     assert result["shown"][-1] == ["msg bot", "'text' must be a string"]
+
+
+def test_deleting_shows_it_was_deleted_only_when_it_was() -> None:
+    result = run_page({"deleted": True}, secure=True, action="forget")
+    assert result["sent"] == [["/chat/forget", {}]]
+    assert result["shown"] == [["cleared", "log"], ["msg bot", "Your data has been deleted."]]
+
+
+@pytest.mark.parametrize("action", ["forget", "reset"])
+def test_a_deletion_or_reset_the_server_could_not_do_says_so(action: str) -> None:
+    """The server's 503 (its database down) names what failed; the conversation stays on the page."""
+    error = "Could not delete your data: the service cannot reach its records right now. Please try again."
+    result = run_page({"error": error}, secure=True, action=action)
+    assert result["shown"] == [["msg bot", error]]
+
+
+@pytest.mark.parametrize("action", ["forget", "reset"])
+def test_a_deletion_or_reset_that_got_no_answer_says_so(action: str) -> None:
+    result = run_page(None, secure=True, action=action)
+    ((kind, words),) = result["shown"]
+    assert kind == "msg bot" and "Connection problem" in words and "try again" in words

@@ -5,6 +5,7 @@ A browser is identified by a random cookie; nothing else about the person is sto
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from importlib import resources
@@ -14,6 +15,9 @@ from aiohttp import web
 from bot.channels.json_body import json_object
 from bot.dialogue import Incoming
 from bot.service import Service
+from db.engine import DATABASE_ERRORS
+
+log = logging.getLogger(__name__)
 
 CHANNEL = "web"
 COOKIE = "supportbot_session"
@@ -22,6 +26,12 @@ MAX_ID = 128  # characters of a client message id (the database keeps 128)
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
 
 _SERVICE = web.AppKey("webchat_service", Service)
+
+# What the page shows when the database fails (the messages themselves are still answered without it).
+ERRORS = {
+    "forget": "Could not delete your data: the service cannot reach its records right now. Please try again.",
+    "reset": "Could not start over: the service cannot reach its records right now. Please try again.",
+}
 
 
 def _session_id(request: web.Request) -> str | None:
@@ -77,16 +87,28 @@ async def message(request: web.Request) -> web.Response:
     return _with_session(request, web.json_response(payload), session_id)
 
 
+def _database_failed(what: str) -> web.Response:
+    """A 503 whose error the page shows: the person must know their request did not happen."""
+    log.exception("database failed: web chat %s", what)
+    return web.json_response({"error": ERRORS[what]}, status=503)
+
+
 async def reset(request: web.Request) -> web.Response:
     session_id = _session_id(request)
     if session_id:
-        await request.app[_SERVICE].dialogue.reset(CHANNEL, session_id)
+        try:
+            await request.app[_SERVICE].dialogue.reset(CHANNEL, session_id)
+        except DATABASE_ERRORS:
+            return _database_failed("reset")
     return web.json_response({"ok": True})
 
 
 async def forget(request: web.Request) -> web.Response:
     session_id = _session_id(request)
-    deleted = bool(session_id) and await request.app[_SERVICE].dialogue.forget(CHANNEL, session_id)
+    try:
+        deleted = bool(session_id) and await request.app[_SERVICE].dialogue.forget(CHANNEL, session_id)
+    except DATABASE_ERRORS:
+        return _database_failed("forget")  # the cookie stays, so that trying again deletes the same data
     response = web.json_response({"deleted": deleted})
     response.del_cookie(COOKIE)
     return response
