@@ -226,9 +226,8 @@ async def test_web_chat_deletion_with_a_dead_database_says_it_failed(settings: S
             for path, words in (("/chat/forget", "Could not delete"), ("/chat/reset", "Could not start over")):
                 failed = await client.post(path)
                 assert failed.status == 503 and failed.content_type == "application/json"
-                assert (await failed.json())["error"].startswith(words) and "try again" in (await failed.json())[
-                    "error"
-                ]
+                error = (await failed.json())["error"]
+                assert error.startswith(words) and "try again" in error
                 assert "Set-Cookie" not in failed.headers
             await service.dialogue.db.dispose()
             service.dialogue.db = working
