@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from bot.channels.telegram_text import MAX_MESSAGE, tg_text, utf16_len
 from bot.crisis.layer import CrisisLayer
@@ -144,6 +145,20 @@ async def test_forget_asks_first_then_deletes_everything(tmp_path: Path, mode: s
         await bot.api.wait_for(lambda api: len(api.calls_of("editMessageText")) == 2)
         assert bot.api.calls_of("editMessageText")[1].params["text"] == text("forgotten", "en")
         assert await bot.count(User) == 0 and await bot.count(Message) == 0
+
+
+async def test_a_deletion_the_database_could_not_do_is_told(tmp_path: Path, mode: str, monkeypatch) -> None:
+    async with telegram_bot(sqlite(tmp_path), mode) as bot:
+        await bot.deliver(message_update(CHAT, text="something personal"))
+        await bot.api.wait_for_messages(CHAT, 1)
+
+        async def broken(*args: object) -> None:
+            raise OperationalError("DELETE", {}, Exception("database is locked"))
+
+        monkeypatch.setattr(bot.service.dialogue, "forget", broken)
+        await bot.deliver(callback_update(CHAT, "forget:yes"))
+        assert (await bot.api.wait_for_messages(CHAT, 2))[1] == text("forget_failed", "en")
+        assert not bot.api.calls_of("editMessageText")  # the question stays, to press again
 
 
 async def test_language_choice_changes_the_bots_language(tmp_path: Path, mode: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from bot.channels.twilio_callers import CHANNEL
 from bot.channels.twilio_sms import SMS_LIMIT, SmsLine, Undeliverable, split_sms
@@ -99,9 +100,23 @@ async def test_delete_erases_everything_stored_about_the_number(settings: Settin
     async with phone_line(twilio_settings(settings)) as line:
         await text(line.twilio, "I called you last night too")
         assert await line.count(Message) == 2
-        assert messages(await text(line.twilio, "Delete")) == [bot_text("forgotten", "uk")]
+        # Asked first: one word must not erase an open crisis conversation by accident.
+        assert messages(await text(line.twilio, "Delete")) == [TEXTS.text("sms_forget_confirm", "uk")]
+        assert await line.count(Message) == 2
+        assert messages(await text(line.twilio, "видалити  так!")) == [bot_text("forgotten", "uk")]
         assert await line.count(User) == 0 and await line.count(Message) == 0 and await line.count(Conversation) == 0
         assert "DELETE" in TEXTS.text("sms_help", "en", emergency="112")
+
+
+async def test_a_deletion_the_database_could_not_do_is_told(settings: Settings, monkeypatch) -> None:
+    async with phone_line(twilio_settings(settings)) as line:
+        await text(line.twilio, "hello")
+
+        async def broken(*args: object) -> None:
+            raise OperationalError("DELETE", {}, Exception("database is locked"))
+
+        monkeypatch.setattr(line.service.dialogue, "forget", broken)
+        assert messages(await text(line.twilio, "DELETE YES")) == [bot_text("forget_failed", "uk")]
 
 
 async def test_start_and_yes_are_ordinary_words_for_a_subscribed_number(settings: Settings) -> None:

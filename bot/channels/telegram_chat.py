@@ -278,7 +278,12 @@ class PrivateChat:
         locale = await self._locale(update)  # read before the answer deletes it
         await query.answer()
         if _FORGET_DATA.match(query.data or "")[1] == "yes":
-            await self.dialogue.forget(CHANNEL, str(update.effective_chat.id))
+            try:
+                await self.dialogue.forget(CHANNEL, str(update.effective_chat.id))
+            except DATABASE_ERRORS:
+                log.exception("database failed deleting a Telegram user's data")
+                await send_text(context.bot, update.effective_chat.id, text("forget_failed", locale))
+                return  # the question and its buttons stay, to try again
             await query.edit_message_text(text("forgotten", locale))
         else:
             await query.edit_message_text(tg_text("forget_kept", locale))

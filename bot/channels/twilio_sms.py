@@ -92,7 +92,9 @@ class SmsLine:
             return await self._opt(caller, keyword == "stop", locale)
         if keyword == "help":  # answered even after STOP: it is what the person asked for
             return _messages([self.texts.text("sms_help", locale, emergency=caller.emergency)])
-        if keyword == "forget":  # honoured even after STOP
+        if keyword == "forget":  # asked first, as a deletion cannot be undone; honoured even after STOP
+            return _messages([self.texts.text("sms_forget_confirm", locale)])
+        if keyword == "forget_confirmed":
             return await self._forget(caller, locale)
         incoming = Incoming(
             CHANNEL, caller.external_id, body, channel_message_id=sid, locale=locale, contact=caller.number
@@ -152,7 +154,7 @@ class SmsLine:
             await self.dialogue.forget(CHANNEL, caller.external_id)
         except DATABASE_ERRORS:
             log.exception("database failed deleting a texter's data")
-            raise web.HTTPServiceUnavailable(text="database unavailable") from None
+            return _messages([text("forget_failed", locale)])
         return _messages([text("forgotten", locale)])
 
     async def _human(self, caller: Caller, locale: str) -> MessagingResponse:

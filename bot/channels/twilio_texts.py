@@ -16,8 +16,8 @@ import yaml
 
 from bot.texts import DataFileError, language_of
 
-Keyword = Literal["stop", "start", "help", "human", "forget"]
-_KEYWORDS: tuple[Keyword, ...] = ("stop", "start", "help", "human", "forget")
+Keyword = Literal["stop", "start", "help", "human", "forget", "forget_confirmed"]
+_KEYWORDS: tuple[Keyword, ...] = ("stop", "start", "help", "human", "forget", "forget_confirmed")
 _FILE = "bot/data/twilio.yaml"
 
 
@@ -66,9 +66,10 @@ class PhoneTexts:
         return phrases[min(index, len(phrases) - 1)]
 
     def keyword(self, body: str) -> Keyword | None:
-        """The SMS keyword a message is, if it is exactly one word of a keyword list (any case, trailing '.' or '!')."""
-        word = body.strip().rstrip(".!").strip().casefold()
-        return self._keywords.get(word)
+        """The SMS keyword a message is, if it is exactly one entry of a keyword list (any case and spacing,
+        trailing '.' or '!')."""
+        words = " ".join(body.strip().rstrip(".!").split()).casefold()
+        return self._keywords.get(words)
 
     def locale_for(self, number: str | None) -> str:
         """The language of the longest matching prefix of an E.164 number; English when unknown."""
