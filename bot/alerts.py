@@ -30,6 +30,7 @@ class Alert:
 
 
 Sink = Callable[[Alert], Awaitable[None]]
+Withdraw = Callable[[int], None]  # a person (user id) deleted their data: drop their alerts not yet sent
 
 
 class OperatorAlerts:
@@ -37,12 +38,24 @@ class OperatorAlerts:
 
     def __init__(self) -> None:
         self._sinks: list[Sink] = []
+        self._withdraws: list[Withdraw] = []
 
-    def subscribe(self, sink: Sink) -> None:
+    def subscribe(self, sink: Sink, withdraw: Withdraw | None = None) -> None:
+        """Deliver alerts to `sink`; a sink that queues them gives `withdraw` to drop a person's."""
         self._sinks.append(sink)
+        if withdraw is not None:
+            self._withdraws.append(withdraw)
 
-    def unsubscribe(self, sink: Sink) -> None:
+    def unsubscribe(self, sink: Sink, withdraw: Withdraw | None = None) -> None:
         self._sinks.remove(sink)
+        if withdraw is not None:
+            self._withdraws.remove(withdraw)
+
+    def withdraw(self, user_id: int) -> None:
+        """The person deleted their data: alerts about them still queued are not sent (their words
+        would otherwise reach operators after the deletion)."""
+        for withdraw in self._withdraws:
+            withdraw(user_id)
 
     async def send(self, alert: Alert) -> bool:
         """True when at least one sink delivered it."""

@@ -658,6 +658,7 @@ class Dialogue:
             if user is None:
                 return False
             await repo.delete_user(session, user.id)
+        self.alerts.withdraw(user.id)
         return True
 
     async def set_persona(

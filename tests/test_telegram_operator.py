@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -269,3 +270,17 @@ async def test_an_operator_chat_that_is_one_operators_private_chat_gets_operator
         assert "holds" in bot.api.texts_to(OPERATOR)[-1]
         await bot.deliver(message_update(OPERATOR, text="just a note to myself"))  # not a turn with the bot
         assert await bot.count(Message) == 2  # the person's hello and its reply
+
+
+async def test_alerts_still_queued_for_a_person_who_deletes_their_data_are_not_sent(tmp_path: Path) -> None:
+    others, deleting = 7001, 7002
+    # Two messages a second to a chat, one at once: the second alert waits its turn.
+    paced = {"telegram_chat_rate": 0.5, "telegram_chat_burst": 1}
+    async with telegram_bot(sqlite(tmp_path), "webhook", operator_chat_id=OPERATORS, **paced) as bot:
+        await bot.deliver(message_update(others, text="CRISIS"))
+        await bot.api.wait_for_messages(OPERATORS, 1)
+        await bot.deliver(message_update(deleting, text="CRISIS at home"))  # its alert is queued
+        assert await bot.service.dialogue.forget("telegram", str(deleting))
+        await asyncio.sleep(2.5)  # past its turn
+        (alert,) = bot.api.texts_to(OPERATORS)
+        assert "at home" not in alert

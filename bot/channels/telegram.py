@@ -120,7 +120,7 @@ class TelegramChannel:
             await self.application.updater.start_polling(timeout=POLL_TIMEOUT_S, allowed_updates=ALLOWED_UPDATES)
         self.service.handoff.register_sender(CHANNEL, self.send_to_user)
         if self.operators is not None:
-            self.service.alerts.subscribe(self.operators.on_alert)
+            self.service.alerts.subscribe(self.operators.on_alert, self.operators.withdraw)
         self.ready.set()
         log.info("Telegram channel up as @%s (%s)", self.bot.username, "webhook" if self.webhook_url else "polling")
 
@@ -159,7 +159,7 @@ class TelegramChannel:
         if self._connecting is not None:
             self._connecting.cancel()
         if self.ready.is_set() and self.operators is not None:
-            self.service.alerts.unsubscribe(self.operators.on_alert)
+            self.service.alerts.unsubscribe(self.operators.on_alert, self.operators.withdraw)
             await self.operators.drain()
         if self.application.updater is not None and self.application.updater.running:
             await self.application.updater.stop()

@@ -106,7 +106,7 @@ class OperatorChat:
         self.handoff = handoff
         self.chat_id = chat_id
         self.bot: Bot | None = None
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sending: dict[asyncio.Task[None], int | None] = {}  # alerts being sent, by the person's user id
 
     def install(self, application: Application) -> None:
         here = filters.Chat(self.chat_id) & filters.UpdateType.MESSAGE
@@ -125,8 +125,8 @@ class OperatorChat:
     async def on_alert(self, alert: Alert) -> None:
         """The alert sink: queue the message and return at once (see the module docstring)."""
         task = asyncio.create_task(self._deliver(alert))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        self._sending[task] = alert.user_id
+        task.add_done_callback(self._sending.pop)
 
     async def _deliver(self, alert: Alert) -> None:
         body, markup = format_alert(alert)
@@ -140,6 +140,13 @@ class OperatorChat:
                 alert.conversation_id,
                 type(exc).__name__,
             )
+
+    def withdraw(self, user_id: int) -> None:
+        """Drop the alerts about a person who deleted their data that are still waiting their turn
+        (the chat takes about one message a second, so a burst of alerts queues)."""
+        for task, about in list(self._sending.items()):
+            if about == user_id:
+                task.cancel()
 
     async def drain(self) -> None:
         """Let alerts still being sent finish (bounded), so a shutdown does not swallow one."""
