@@ -85,6 +85,9 @@ def test_unreachable_database_is_one_clear_error() -> None:
     assert "127.0.0.1:1/nowhere" in message and "secret" not in message and "\n" not in message
 
 
+_CHILDREN = ("conversations", "messages")
+
+
 def test_persona_lines_written_before_encryption_stay_readable_and_new_ones_are_encrypted(empty_url: str) -> None:
     async def scenario() -> tuple[list[str] | None, list[str] | None, str, list[object]]:
         await migrate.upgrade(empty_url, "0001")
@@ -96,6 +99,18 @@ def test_persona_lines_written_before_encryption_stay_readable_and_new_ones_are_
                     " VALUES ('t', 'old', :lines, false, CURRENT_TIMESTAMP)"
                 ),
                 {"lines": '["i am calm."]'},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO conversations (user_id, status, risk_level, created_at)"
+                    " VALUES (1, 'open', 0, CURRENT_TIMESTAMP)"
+                )
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO messages (conversation_id, user_id, role, text, created_at)"
+                    " VALUES (1, 1, 'user', 'hello', CURRENT_TIMESTAMP)"
+                )
             )
         await database.dispose()
         await migrate.upgrade(empty_url)
@@ -116,10 +131,13 @@ def test_persona_lines_written_before_encryption_stay_readable_and_new_ones_are_
         database = Database(empty_url)
         async with database.engine.connect() as connection:
             kept = (await connection.execute(text("SELECT persona_lines FROM users ORDER BY id"))).scalars().all()
+            # SQLite alters `users` by copying it: rows that reference it must survive both ways.
+            rows = [(await connection.execute(text(f"SELECT count(*) FROM {t}"))).scalar() for t in _CHILDREN]
         await database.dispose()
-        return before, after, raw, list(kept)
+        return before, after, raw, list(kept), rows
 
-    before, after, raw, kept = asyncio.run(scenario())
+    before, after, raw, kept, rows = asyncio.run(scenario())
+    assert rows == [1, 1]
     assert before == ["i am calm."] and after == ["i lost my home."]
     assert raw.startswith("enc:v1:") and "home" not in raw
     assert [json.loads(k) if isinstance(k, str) else k for k in kept] == [["i am calm."], None]
