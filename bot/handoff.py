@@ -26,7 +26,6 @@ from db.models import Conversation, ConversationStatus, Escalation, EscalationSt
 log = logging.getLogger(__name__)
 
 Sender = Callable[[str, str], Awaitable[None]]  # (external_id, text)
-_STATUS_ORDER = (EscalationStatus.OPEN, EscalationStatus.ACKNOWLEDGED, EscalationStatus.RESOLVED)
 ACTIONS = ("take", "release", "ack", "resolve")  # what `Handoff.act` does by name
 LOWER_TO = {"none": Level.NONE, "distress": Level.DISTRESS, "concern": Level.CONCERN}  # a resolve may lower to
 
@@ -85,9 +84,10 @@ class Handoff:
 
     async def take(self, conversation_id: int, operator: str) -> Step:
         """The operator holds the person's open conversation: the model stays silent until release (or
-        until the hold lapses, see `Dialogue`), and the person is told someone from the team is with
-        them. Refused where their channel cannot carry an operator's words (web chat, a call with no
-        SMS), since a hold there would only silence the bot, and while another operator holds it."""
+        until the hold lapses, see `Dialogue`), the person is told someone from the team is with them,
+        and their open escalations are acknowledged. Refused where their channel cannot carry an
+        operator's words (web chat, a call with no SMS, a number withheld), since a hold there would
+        only silence the bot, and while another operator holds it."""
         async with self.db.transaction() as session:
             found = await self._person(session, conversation_id, open_new=True)
             if found is None:
@@ -99,19 +99,6 @@ class Handoff:
             if not await repo.hold(session, conversation.id, operator):
                 holder = await session.scalar(select(Conversation.operator).where(Conversation.id == conversation.id))
                 return Step(Status.HELD_BY_OTHER, conversation.id, holder)
-            escalation = await repo.active_escalation(session, conversation.id)
-            if escalation is not None and escalation.status == EscalationStatus.OPEN:
-                escalation.status, escalation.operator = EscalationStatus.ACKNOWLEDGED, operator
-                escalation.acknowledged_at = utcnow()
-            await repo.audit(
-                session,
-                user_id=user.id,
-                conversation_id=conversation.id,
-                escalation_id=escalation.id if escalation else None,
-                actor=operator,
-                action="take",
-                level=Level(conversation.risk_level).name.lower(),
-            )
         if not held_before:
             try:
                 await self.push(user.channel, user.external_id, text("with_operator", user.locale))
@@ -122,6 +109,17 @@ class Handoff:
                 log.warning(
                     "could not tell conversation %s an operator joined: %s", conversation.id, type(exc).__name__
                 )
+        async with self.db.transaction() as session:
+            acknowledged = await repo.acknowledge_open_escalations(session, user.id, operator)
+            await repo.audit(
+                session,
+                user_id=user.id,
+                conversation_id=conversation.id,
+                escalation_id=acknowledged[-1] if acknowledged else None,
+                actor=operator,
+                action="take",
+                level=Level(conversation.risk_level).name.lower(),
+            )
         return Step(Status.DONE, conversation.id, operator)
 
     async def release(self, conversation_id: int, operator: str) -> Step:
@@ -149,7 +147,7 @@ class Handoff:
         open conversation, which the operator then holds (another operator's hold stands).
 
         Delivery comes first so that a message the channel refused (a number that texted STOP, say)
-        is never recorded as said; the channel's sender raises to refuse, and that error reaches the caller.
+        is never recorded as said; whatever stops delivery reaches the caller as `Refused`.
         """
         if not words.strip():
             return Step(Status.UNCHANGED, conversation_id)
@@ -160,16 +158,20 @@ class Handoff:
         user = found[0]
         if not self.can_push(user.channel):
             return Step(Status.UNREACHABLE, conversation_id, reason=f"the {user.channel} channel cannot carry them")
-        await self.push(user.channel, user.external_id, words)  # a refusal raises to the operator's front-end
+        try:
+            await self.push(user.channel, user.external_id, words)
+        except Refused:
+            raise
+        except Exception as exc:  # a network failure, say: the front-end tells the operator it did not go
+            raise Refused(f"the {user.channel} channel failed ({type(exc).__name__})") from exc
         async with self.db.transaction() as session:
             current = await repo.open_conversation(session, user.id)
-            current.operator = current.operator or operator  # an operator who writes holds it: the model stops
-            current.taken_over_at = utcnow()  # and keeps the hold from lapsing
+            holder = await repo.operator_wrote(session, current.id, operator)  # an operator who writes holds it
             await repo.add_message(session, current, Role.OPERATOR, words)
             await repo.audit(
                 session, user_id=user.id, conversation_id=current.id, actor=operator, action="operator_message"
             )
-        return Step(Status.DONE, current.id, current.operator)
+        return Step(Status.DONE, current.id, holder)
 
     @staticmethod
     async def _person(
@@ -237,31 +239,27 @@ class Handoff:
         """Move an escalation forward (open, acknowledged, resolved), never back: a late /ack must not
         reopen what a colleague resolved, nor take the resolution's name off it."""
         async with self.db.transaction() as session:
-            escalation = await session.get(Escalation, escalation_id)
-            if escalation is None:
-                return Step(Status.NOT_FOUND)
-            if _STATUS_ORDER.index(escalation.status) >= _STATUS_ORDER.index(status):
+            moved = await repo.advance_escalation(session, escalation_id, status, operator)
+            if moved is None:
+                escalation = await session.get(Escalation, escalation_id)
+                if escalation is None:
+                    return Step(Status.NOT_FOUND)
                 return Step(Status.UNCHANGED, escalation.conversation_id, escalation.operator)
-            escalation.status, escalation.operator = status, operator
-            if status == EscalationStatus.ACKNOWLEDGED:
-                escalation.acknowledged_at = utcnow()
-            else:
-                escalation.resolved_at = utcnow()
             detail: dict[str, object] = {"status": str(status)}
             if lower_to is not None:
-                conversation = await session.get_one(Conversation, escalation.conversation_id)
+                conversation = await session.get_one(Conversation, moved.conversation_id)
                 conversation.risk_level = min(conversation.risk_level, int(lower_to))
                 detail["level_lowered_to"] = lower_to.name.lower()
             await repo.audit(
                 session,
-                user_id=escalation.user_id,
-                conversation_id=escalation.conversation_id,
-                escalation_id=escalation.id,
+                user_id=moved.user_id,
+                conversation_id=moved.conversation_id,
+                escalation_id=escalation_id,
                 actor=operator,
                 action=str(status),
                 **detail,
             )
-        return Step(Status.DONE, escalation.conversation_id, operator)
+        return Step(Status.DONE, moved.conversation_id, operator)
 
     async def realert_overdue(self, older_than_s: float) -> int:
         """Alert again about every escalation still open (unacknowledged) after `older_than_s`."""

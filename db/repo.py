@@ -520,6 +520,50 @@ async def hold(session: AsyncSession, conversation_id: int, operator: str) -> bo
     return result.rowcount == 1
 
 
+async def operator_wrote(session: AsyncSession, conversation_id: int, operator: str) -> str | None:
+    """An operator wrote in the conversation: it is theirs if nobody held it, and its hold is renewed
+    (one statement: a take or a lapse meanwhile is not overwritten). Who holds it now."""
+    result = await session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id)
+        .values(operator=func.coalesce(Conversation.operator, operator), taken_over_at=utcnow())
+        .returning(Conversation.operator)
+        .execution_options(synchronize_session=False)
+    )
+    return result.scalar()
+
+
+async def advance_escalation(
+    session: AsyncSession, escalation_id: int, status: EscalationStatus, operator: str
+) -> Row[Any] | None:
+    """Move an escalation to `status` if it is at an earlier step (open, acknowledged, resolved), in
+    one statement, so that of an /ack and a /resolve at once the later step stands. Its user and
+    conversation ids when it moved, else None."""
+    order = (EscalationStatus.OPEN, EscalationStatus.ACKNOWLEDGED, EscalationStatus.RESOLVED)
+    stamp = "acknowledged_at" if status == EscalationStatus.ACKNOWLEDGED else "resolved_at"
+    result = await session.execute(
+        update(Escalation)
+        .where(Escalation.id == escalation_id, Escalation.status.in_(order[: order.index(status)]))
+        .values(status=status, operator=operator, **{stamp: utcnow()})
+        .returning(Escalation.user_id, Escalation.conversation_id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.first()
+
+
+async def acknowledge_open_escalations(session: AsyncSession, user_id: int, operator: str) -> list[int]:
+    """An operator took the person: their open escalations are acknowledged (whichever conversation
+    raised them), so re-alerts stop. The ids acknowledged."""
+    result = await session.execute(
+        update(Escalation)
+        .where(Escalation.user_id == user_id, Escalation.status == EscalationStatus.OPEN)
+        .values(status=EscalationStatus.ACKNOWLEDGED, operator=operator, acknowledged_at=utcnow())
+        .returning(Escalation.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(result.scalars())
+
+
 async def lapse_hold(session: AsyncSession, conversation_id: int, idle_since: datetime) -> str | None:
     """End a hold whose operator has neither taken nor written since `idle_since`; the operator it
     had, or None when it is not held or its operator was active (a conditional update, so a hold

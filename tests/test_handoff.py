@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from bot.alerts import Alert
 from bot.crisis.levels import Level
 from bot.dialogue import Dialogue, Incoming, Outcome
-from bot.handoff import Handoff, Status
+from bot.handoff import Handoff, Refused, Status
 from bot.texts import text
 from db.models import AuditEvent, Conversation, Escalation, EscalationStatus, Message, Role, User, utcnow
 from tests.doubles import EchoBackend, KeywordSafety, SecondLookSafety
@@ -256,3 +257,50 @@ async def test_an_escalation_only_moves_forward(db, settings) -> None:
     async with db.transaction() as session:
         escalation = await session.get_one(Escalation, crisis.escalation_id)
     assert escalation.status == EscalationStatus.RESOLVED and escalation.operator == "olena"
+
+
+async def test_an_operator_writing_while_another_takes_leaves_one_holder(db, settings) -> None:
+    dialogue, handoff, _, _ = await setup(db, settings)
+    for person in ("a", "b", "c"):
+        await dialogue.handle(Incoming("test", person, "hello"))
+        conversation = await conversation_of(db, person)
+        took, wrote = await asyncio.gather(
+            handoff.take(conversation.id, "olena"), handoff.say(conversation.id, "petro", "hi")
+        )
+        holder = (await conversation_of(db, person)).operator
+        assert holder == wrote.holder and (holder == "olena") == bool(took)
+
+
+async def test_a_take_acknowledges_the_persons_escalations_only_once_they_can_be_reached(db, settings) -> None:
+    dialogue, handoff, _, recorder = await setup(db, settings)
+    crisis = await dialogue.handle(Incoming("test", "u", "CRISIS"))
+    old = await conversation_of(db)
+
+    async def refuse(external_id: str, words: str) -> None:
+        raise Refused("they blocked the bot")
+
+    handoff.register_sender("test", refuse)
+    assert (await handoff.take(old.id, "olena")).status == Status.UNREACHABLE
+    async with db.transaction() as session:
+        assert (await session.get_one(Escalation, crisis.escalation_id)).status == EscalationStatus.OPEN  # re-alerted
+
+    handoff.register_sender("test", recorder.send)
+    await dialogue.reset("test", "u")  # the alert's conversation has ended since
+    assert await handoff.take(old.id, "olena")
+    async with db.transaction() as session:
+        escalation = await session.get_one(Escalation, crisis.escalation_id)
+    assert escalation.status == EscalationStatus.ACKNOWLEDGED and escalation.operator == "olena"
+
+
+async def test_any_failure_to_deliver_an_operators_words_is_a_refusal(db, settings) -> None:
+    dialogue, handoff, _, _ = await setup(db, settings)
+    await dialogue.handle(Incoming("test", "u", "hello"))
+
+    async def down(external_id: str, words: str) -> None:
+        raise ConnectionResetError("peer went away")
+
+    handoff.register_sender("test", down)
+    with pytest.raises(Refused, match="ConnectionResetError"):
+        await handoff.say((await conversation_of(db)).id, "olena", "are you safe?")
+    async with db.transaction() as session:
+        assert not (await session.scalars(select(Message).where(Message.role == Role.OPERATOR))).all()
