@@ -73,6 +73,7 @@ async def test_an_operator_sees_a_crisis_takes_over_writes_and_resolves(settings
         crisis = await service.dialogue.handle(Incoming("test", "u", "CRISIS tonight"))
         page = await client.get("/operator")
         assert page.status == 200 and "Unresolved escalations" in await page.text()
+        assert page.headers["Content-Security-Policy"] == "frame-ancestors 'none'"  # no framing elsewhere
         await sign_in(client)
 
         (shown,) = (await (await client.get("/operator/api/escalations", headers=OURS)).json())["escalations"]
@@ -128,6 +129,7 @@ async def test_the_console_tells_why_nothing_happened(settings: Settings) -> Non
             {"action": "take", "id": "one"},
             {"action": "take", "id": -3},
             {"action": "take", "id": True},
+            {"action": "take", "id": 10**30},  # past the id columns: it was a 500 on SQLite
             {"action": "say", "id": conversation, "text": "  "},
             {"action": "take", "id": conversation, "lower_to": "none"},
             {"action": "resolve", "id": 1, "lower_to": "emergency"},
@@ -138,6 +140,7 @@ async def test_the_console_tells_why_nothing_happened(settings: Settings) -> Non
         huge = await client.post("/operator/api/actions", data="x" * 70_000, headers=OURS)
         assert huge.status == 413
         assert (await client.get("/operator/api/conversations/999", headers=OURS)).status == 404
+        assert (await client.get("/operator/api/conversations/²", headers=OURS)).status == 400  # isdigit, not int
 
 
 async def test_only_a_signed_in_operator_on_the_console_itself_gets_in(settings: Settings) -> None:

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from bot.alerts import Alert
 from bot.channels.json_body import json_error, json_object
+from bot.channels.web import secure_cookies
 from bot.crisis.levels import Level
 from bot.handoff import ACTIONS, LOWER_TO, Refused
 from bot.service import Service
@@ -38,6 +39,7 @@ CSRF_HEADER, CSRF_VALUE = "X-Requested-With", "supportbot-console"
 SESSION_S = 12 * 3600
 MAX_BODY = 64_000
 MAX_NAME = 64
+MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
 SHOWN_ESCALATIONS = 200
 SHOWN_MESSAGES = 50
 
@@ -76,13 +78,18 @@ def _error(status: int, message: str) -> web.HTTPException:
     return json_error(kinds.get(status, web.HTTPServiceUnavailable), message)
 
 
+def _from_the_console(request: web.Request) -> None:
+    """Refuse a request the console's own script did not make (see the module docstring)."""
+    if request.headers.get(CSRF_HEADER) != CSRF_VALUE:
+        raise _error(403, f"the console's requests carry {CSRF_HEADER}")
+
+
 def _operator(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     """Run `handler` for a signed-in operator's own request (see the module docstring), with their
     name as the audit trail records it; a database failure is a 503, never a traceback."""
 
     async def checked(request: web.Request) -> web.Response:
-        if request.headers.get(CSRF_HEADER) != CSRF_VALUE:
-            raise _error(403, f"the console's requests carry {CSRF_HEADER}")
+        _from_the_console(request)
         name = signed_in(request.app[_KEY], request.cookies.get(COOKIE, ""), time.time())
         if name is None:
             raise _error(401, "sign in first")
@@ -96,14 +103,15 @@ def _operator(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respons
 
 
 async def page(_request: web.Request) -> web.Response:
+    """The console page; no other site may frame it (a framed page can be clicked through unseen)."""
     html = resources.files("bot.channels.static").joinpath("operator.html").read_text(encoding="utf-8")
-    return web.Response(text=html, content_type="text/html")
+    headers = {"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY"}
+    return web.Response(text=html, content_type="text/html", headers=headers)
 
 
 async def login(request: web.Request) -> web.Response:
     """POST {"token": ..., "name": ...}: the team's token opens a session in the operator's name."""
-    if request.headers.get(CSRF_HEADER) != CSRF_VALUE:
-        raise _error(403, f"the console's requests carry {CSRF_HEADER}")
+    _from_the_console(request)
     body = await json_object(request, MAX_BODY)
     token, name = body.get("token"), body.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or not name.isprintable():
@@ -114,15 +122,9 @@ async def login(request: web.Request) -> web.Response:
         raise _error(403, "wrong token")
     response = web.json_response({"operator": name.strip()})
     cookie = session_cookie(request.app[_KEY], name.strip(), time.time())
-    secure = request.app[_SERVICE].settings.public_url or ""
+    secure = secure_cookies(request.app[_SERVICE].settings.public_url)
     response.set_cookie(
-        COOKIE,
-        cookie,
-        max_age=SESSION_S,
-        httponly=True,
-        samesite="Strict",
-        path="/operator",
-        secure=secure.lower().startswith("https://"),  # HTTPS only behind the TLS proxy (deploy/README.md)
+        COOKIE, cookie, max_age=SESSION_S, httponly=True, samesite="Strict", path="/operator", secure=secure
     )
     return response
 
@@ -211,11 +213,12 @@ async def act(request: web.Request, operator: str) -> web.Response:
 
 
 def _positive(value: object) -> int:
+    """A row id from a path or a body: ASCII digits or a JSON integer, within the id columns' range."""
     number = value if isinstance(value, int) and not isinstance(value, bool) else None
-    if isinstance(value, str) and value.isdigit() and len(value) < 12:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 12:
         number = int(value)
-    if number is None or number <= 0:
-        raise _error(400, "'id' must be a positive whole number")
+    if number is None or not 0 < number <= MAX_ID:
+        raise _error(400, f"'id' must be a whole number from 1 to {MAX_ID}")
     return number
 
 
