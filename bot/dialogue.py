@@ -677,17 +677,15 @@ class Dialogue:
                 user.persona_lines = cleaned or None
         return True
 
-    async def own_persona(self, incoming: Incoming, lines: Sequence[str]) -> TurnResult | None:
-        """The person's own persona lines (`incoming` says whose), set unless they are at risk: they are
-        the person's words, so they pass the crisis layer like any message, and lines at risk are not
-        given to the model to speak but answered as a message (safe words, an escalation). None when
-        the lines were set, else that turn's result."""
-        words = "\n".join(lines)
-        assessment = await asyncio.to_thread(self.safety.assess, words, ())
-        if assessment.level >= Level.CONCERN:
-            return await self.handle(replace(incoming, text=words))
-        await self.set_persona(incoming.channel, incoming.external_id, lines=lines)
-        return None
+    async def answered_if_at_risk(self, incoming: Incoming) -> TurnResult | None:
+        """Words a person gave the bot outside a message (their own persona lines) pass the crisis
+        layer too: at risk, they are answered as a message (the safe words, an escalation) and that
+        turn's result returned, so that the channel neither keeps them nor gives them to the model
+        to speak. None when they are not at risk."""
+        assessment = await asyncio.to_thread(self.safety.assess, incoming.text, ())
+        if assessment.level < Level.CONCERN:
+            return None
+        return await self.handle(incoming)
 
     async def set_locale(self, channel: str, external_id: str, locale: str) -> None:
         async with self.db.transaction() as session:

@@ -403,12 +403,9 @@ async def test_a_crisis_turn_whose_records_failed_is_still_a_crisis_when_picked_
     assert picked_up.reply == first.reply and picked_up.level == 3  # Level.CRISIS
 
 
-async def test_own_persona_lines_pass_the_crisis_layer(db, backend, settings) -> None:
+async def test_words_outside_a_message_pass_the_crisis_layer(db, backend, settings) -> None:
     dialogue = await make_dialogue(db, backend, settings)
-    assert await dialogue.own_persona(Incoming("test", "u", ""), ["I am calm.", "I listen."]) is None
-    at_risk = await dialogue.own_persona(Incoming("test", "u", ""), ["I will do CRISIS tonight"])
+    assert await dialogue.answered_if_at_risk(Incoming("test", "u", "I am calm.\nI listen.")) is None
+    at_risk = await dialogue.answered_if_at_risk(Incoming("test", "u", "I will do CRISIS tonight"))
     assert at_risk is not None and at_risk.outcome == Outcome.CRISIS and at_risk.escalation_id is not None
-    async with db.transaction() as session:
-        user = await session.scalar(select(User))
-    assert user.persona_lines == ["I am calm.", "I listen."]  # the lines at risk were not set
     assert not backend.calls

@@ -110,6 +110,9 @@ async def test_persona_lines_at_risk_are_answered_as_a_message_not_spoken_by_the
         assert (await bot.user(CHAT)).persona_lines is None
         assert [m.text for m in await bot.messages(CHAT)][0] == "I am someone who will do CRISIS tonight"
         assert await bot.count(Escalation) == 1
+        long = "/persona " + "I can't take it any more. " * 20 + "CRISIS"  # past the persona's length limit
+        await bot.deliver(message_update(CHAT, text=long))
+        assert (await bot.api.wait_for_messages(CHAT, 2))[1] == reply  # screened all the same
 
 
 async def test_reset_starts_a_new_conversation(tmp_path: Path, mode: str) -> None:

@@ -198,16 +198,17 @@ class PrivateChat:
             buttons = [[InlineKeyboardButton(p.name, callback_data=f"persona:{p.key}")] for p in personas]
             body = f"{tg_text('persona_choose', locale)}\n\n{listing}"
             await send_text(context.bot, chat_id, body, InlineKeyboardMarkup(buttons))
+            return
+        words = Incoming(CHANNEL, str(chat_id), "\n".join(lines), str(message.message_id), _telegram_language(update))
+        if (result := await self.dialogue.answered_if_at_risk(words)) is not None:  # first, however long
+            if result.reply and not result.duplicate:
+                await send_text(context.bot, chat_id, result.reply)
         elif len(lines) > PERSONA_MAX_LINES or any(len(line) > PERSONA_MAX_CHARS for line in lines):
             reply = tg_text("persona_too_long", locale, lines=PERSONA_MAX_LINES, chars=PERSONA_MAX_CHARS)
             await send_text(context.bot, chat_id, reply)
         else:
-            incoming = Incoming(CHANNEL, str(chat_id), "", str(message.message_id), _telegram_language(update))
-            result = await self.dialogue.own_persona(incoming, lines)
-            if result is None:
-                await send_text(context.bot, chat_id, tg_text("persona_own", locale))
-            elif result.reply and not result.duplicate:  # the lines were at risk: answered as a message
-                await send_text(context.bot, chat_id, result.reply)
+            await self.dialogue.set_persona(CHANNEL, str(chat_id), lines=lines)
+            await send_text(context.bot, chat_id, tg_text("persona_own", locale))
 
     async def language(self, update: Update, context: Context) -> None:
         buttons = [[InlineKeyboardButton(LANGUAGE_NAMES[code], callback_data=f"lang:{code}")] for code in LANGUAGES]

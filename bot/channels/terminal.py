@@ -78,8 +78,14 @@ class TerminalChat:
             return
         if argument.startswith("my:"):
             lines = [line.strip() for line in argument[3:].split(";") if line.strip()]
-            result = await self.dialogue.own_persona(Incoming(CHANNEL, self.user, "", locale=self.locale), lines)
-            self._write("(persona set to your own lines)" if result is None else f"bot> {result.reply}")
+            words = Incoming(CHANNEL, self.user, "\n".join(lines), locale=self.locale)
+            if not lines:
+                self._write("(no lines given: /persona my: LINE; LINE)")
+            elif (result := await self.dialogue.answered_if_at_risk(words)) is not None:
+                self._write(f"bot> {result.reply}")
+            else:
+                await self.dialogue.set_persona(CHANNEL, self.user, lines=lines)
+                self._write("(persona set to your own lines)")
         elif await self.dialogue.set_persona(CHANNEL, self.user, key=argument):
             self._write(f"(persona: {argument})")
         else:
