@@ -353,7 +353,7 @@ class Dialogue:
                     risk_level=int(level),
                 )
         except DATABASE_ERRORS:
-            return await self._store_failed(message, reply, outcome, level)
+            return await self._store_failed(message, reply, outcome, level, assessment.level)
         return TurnResult(reply, outcome, level, message_id=message.id, reply_id=reply_id, assessment=assessment)
 
     async def _complete(self, persona: list[str], earlier: Sequence[Row[Any]], latest: str) -> Completion:
@@ -547,10 +547,14 @@ class Dialogue:
             return TurnResult(safe.text, Outcome.CRISIS, assessment.level, assessment=assessment)
         return TurnResult(text("unsaved", incoming.locale), Outcome.FALLBACK, assessment.level, assessment=assessment)
 
-    async def _store_failed(self, message: Pending, reply: str, outcome: Outcome, level: Level) -> TurnResult:
+    async def _store_failed(
+        self, message: Pending, reply: str, outcome: Outcome, level: Level, assessed: Level
+    ) -> TurnResult:
+        """The message is marked failed with its own assessed level (a pickup of it replays a crisis
+        only if it was one, not because the conversation once was)."""
         metrics.DB_ERRORS.labels("reply").inc()
         log.exception("database failed storing the reply to message %s", message.id)
-        await self._mark_failed(message, level)
+        await self._mark_failed(message, assessed)
         return TurnResult(reply, outcome, level, message_id=message.id)
 
     async def _mark_failed(self, message: Pending, level: Level) -> None:

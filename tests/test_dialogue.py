@@ -409,3 +409,18 @@ async def test_words_outside_a_message_pass_the_crisis_layer(db, backend, settin
     at_risk = await dialogue.answered_if_at_risk(Incoming("test", "u", "I will do CRISIS tonight"))
     assert at_risk is not None and at_risk.outcome == Outcome.CRISIS and at_risk.escalation_id is not None
     assert not backend.calls
+
+
+async def test_a_harmless_turn_whose_reply_failed_is_not_replayed_as_a_crisis(
+    db, backend, settings, monkeypatch
+) -> None:
+    dialogue = await make_dialogue(db, backend, settings)
+    await dialogue.handle(Incoming("test", "u", "CRISIS"))  # the conversation stays at risk
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(repo, "answer", broken)
+    await dialogue.handle(Incoming("test", "u", "thanks, I'm with my sister now", channel_message_id="call:2"))
+    picked_up = await dialogue.result_of("test", "u", "call:2")
+    assert picked_up is not None and picked_up.outcome == Outcome.FALLBACK  # not safe words and a transfer
