@@ -41,15 +41,17 @@ const context = {
   crypto: secure ? webcrypto : {getRandomValues: (a) => webcrypto.getRandomValues(a)},
   fetch: async (path, options) => {
     sent.push([path, JSON.parse(options.body)]);
-    if (reply === null) throw new TypeError("Failed to fetch");
+    if (reply === null || (action === "retry" && sent.length === 1)) throw new TypeError("Failed to fetch");
     return {json: async () => reply};
   },
   confirm: () => true, Array, Uint8Array, JSON, TypeError,
 };
 vm.runInNewContext(script, context);
 elements.text.value = "I can't sleep again";
-// "submit" sends the text in the box; "reset" and "forget" click those buttons
-const done = action === "submit" ? handlers["form:submit"]({preventDefault() {}}) : elements[action].onclick();
+// "submit" sends the text in the box, "retry" sends it again after the first try got no answer;
+// "reset" and "forget" click those buttons
+const submit = () => handlers["form:submit"]({preventDefault() {}});
+const done = action === "submit" ? submit() : action === "retry" ? submit().then(submit) : elements[action].onclick();
 Promise.resolve(done).then(() => {
   console.log(JSON.stringify({sent, shown, left: elements.text.value}));
 });
@@ -84,7 +86,14 @@ def test_every_message_goes_out_with_an_id(secure: bool) -> None:
 def test_a_message_that_could_not_be_sent_goes_back_in_the_box() -> None:
     result = run_page(None, secure=False)
     assert result["left"] == "I can't sleep again"
-    assert "not sent" in result["shown"][-1][1]
+    assert "may not have reached us" in result["shown"][-1][1]
+
+
+def test_sending_it_again_reuses_its_id_so_it_is_not_stored_twice() -> None:
+    """The first try may have reached the server even though its answer was lost."""
+    result = run_page({"reply": "I'm here.", "outcome": "model"}, secure=False, action="retry")
+    (first, second) = [body for _, body in result["sent"]]
+    assert first == second and result["shown"][-1] == ["msg bot", "I'm here."] and result["left"] == ""
 
 
 def test_a_refused_message_says_why() -> None:
