@@ -338,8 +338,8 @@ class Dialogue:
         second = await self._second_look(screening, message, conversation, user, call)
         if second is not None and second.level >= Level.CONCERN:
             return await self._crisis(message, conversation, user, second, max(level, second.level))
-        if level >= Level.CONCERN and outcome == Outcome.MODEL:
-            # The conversation is still at risk: keep the way to a person in view.
+        if level >= Level.CONCERN:
+            # The conversation is still at risk: keep the way to a person in view, whatever answered.
             reply = f"{reply}\n\n{self.safety.safe_reply(assessment, user.locale, user.country).text}"
         try:
             async with self.db.autocommit() as conn:

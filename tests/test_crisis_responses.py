@@ -108,3 +108,22 @@ def test_a_malformed_responses_file_names_the_text(tmp_path: Path, mutate, messa
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ResponseError, match=message):
         SafeResponder.load(path)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_a_person_at_risk_themselves_reads_their_own_line_first(responder: SafeResponder, lang: str) -> None:
+    texts = responder.texts[lang]
+    both = reply(responder, Level.CRISIS, (Tag.SELF, Tag.THIRD_PARTY), locale=lang, country="UA").text
+    assert texts["situation.self"] in both and texts["situation.third_party"] in both
+    assert both.index(texts["situation.self"]) < both.index(texts["situation.third_party"])
+    other = reply(responder, Level.CRISIS, (Tag.THIRD_PARTY,), locale=lang, country="UA").text
+    assert texts["situation.self"] not in other and texts["situation.third_party"] in other
+
+
+def test_a_person_at_risk_who_is_also_abused_sees_the_crisis_line_first(responder: SafeResponder) -> None:
+    own = reply(responder, Level.CRISIS, (Tag.SELF, Tag.ABUSE), locale="uk", country="UA")
+    assert [h.number for h in own.helplines][:2] == ["7333", "116 123"]
+    abused = reply(responder, Level.CRISIS, (Tag.ABUSE,), locale="uk", country="UA")
+    assert abused.helplines[0].number == "116 123"
+    child = reply(responder, Level.CRISIS, (Tag.SELF, Tag.ABUSE, Tag.MINOR), locale="uk", country="UA")
+    assert child.helplines[0].number == "116 111"  # a child's line first, always

@@ -255,6 +255,13 @@ async def test_crisis_answers_escalates_and_alerts_without_the_model(db, backend
     backend.fail = False
     later = await dialogue.handle(Incoming("test", "u", "thanks"))
     assert later.outcome == Outcome.MODEL and later.level == 3 and "112" in later.reply
+    # So is the fallback when the model fails then, and a reply the output filter replaced.
+    backend.fail = True
+    failed = await dialogue.handle(Incoming("test", "u", "are you there?"))
+    assert failed.outcome == Outcome.FALLBACK and "112" in failed.reply
+    backend.fail = False
+    filtered = await dialogue.handle(Incoming("test", "u", "say UNSAFE"))
+    assert filtered.outcome == Outcome.FILTERED and "112" in filtered.reply
 
 
 async def test_operator_holding_a_conversation_silences_the_model(db, backend, settings) -> None:

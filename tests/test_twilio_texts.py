@@ -62,7 +62,7 @@ def test_keywords_are_whole_messages_in_any_case() -> None:
 
 
 def test_numbers_are_spoken_digit_by_digit_in_their_groups() -> None:
-    assert spell_digits("+380800500335") == "3 8 0, 8 0 0, 5 0 0, 3 3 5"
+    assert spell_digits("+380800500335") == "+ 3 8 0, 8 0 0, 5 0 0, 3 3 5"  # dialled as heard
     assert spell_digits("0 800 500 335") == "0, 8 0 0, 5 0 0, 3 3 5"
     assert spell_digits("7333") == "7 3 3 3"
     assert spell_digits("1234567") == "1 2 3, 4 5 6 7", "no digit left alone at the end"

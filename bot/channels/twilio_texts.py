@@ -108,14 +108,16 @@ def xml_safe(text: str) -> str:
 
 
 def spell_digits(number: str) -> str:
-    """'0 800 500 335' -> '0 8 0 0, 5 0 0, 3 3 5': a voice reads each digit, with a pause between groups."""
-    groups = [g for g in re.split(r"[ ()\-]+", number.lstrip("+")) if g]
+    """'0 800 500 335' -> '0 8 0 0, 5 0 0, 3 3 5': a voice reads each digit, with a pause between groups;
+    an international number keeps its '+' (read "plus"), without which it cannot be dialled as heard."""
+    plus = "+ " if number.strip().startswith("+") else ""
+    groups = [g for g in re.split(r"[ ()\-]+", number.strip().lstrip("+")) if g]
     if len(groups) == 1 and len(groups[0]) > 4:  # one long run of digits: pause every three
         run = groups[0]
         groups = [run[i : i + 3] for i in range(0, len(run), 3)]
         if len(groups[-1]) == 1:  # never leave one digit alone at the end
             groups[-2:] = [groups[-2] + groups[-1]]
-    return ", ".join(" ".join(group) for group in groups)
+    return plus + ", ".join(" ".join(group) for group in groups)
 
 
 def speakable(text: str, *, spell_numbers: bool = False) -> str:

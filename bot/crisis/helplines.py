@@ -21,7 +21,6 @@ from bot.crisis.levels import Tag
 DEFAULT_PATH = Path(__file__).with_name("data") / "helplines.yaml"
 INTERNATIONAL = "INT"
 _PHONE_JUNK = re.compile(r"[\s\-().]")
-_TOPIC_FOR_TAG = {Tag.MINOR: "minor", Tag.ABUSE: "abuse"}  # in order of preference
 
 
 class HelplineError(ValueError):
@@ -58,13 +57,14 @@ class Resources:
     helplines: tuple[Helpline, ...]
 
     def pick(self, tags: Iterable[Tag] = (), limit: int = 3) -> tuple[Helpline, ...]:
-        """The lines to show: ones for the situation's topic (abuse, minor) first, then general crisis lines."""
+        """The lines to show: a child's line first, then the abuse line and the general crisis lines,
+        those first when the person is at risk themselves (the abuse line still follows)."""
         present = set(tags)
-        wanted = [topic for tag, topic in _TOPIC_FOR_TAG.items() if tag in present]  # a child's line first
-        specific = [h for topic in wanted for h in self.helplines if topic in h.topics]
-        specific = list(dict.fromkeys(specific))
-        general = [h for h in self.helplines if h.topics & {"suicide", "crisis"} and h not in specific]
-        chosen = specific + general or list(self.helplines)  # lines for other topics only if nothing else
+        child = [h for h in self.helplines if "minor" in h.topics] if Tag.MINOR in present else []
+        abuse = [h for h in self.helplines if "abuse" in h.topics] if Tag.ABUSE in present else []
+        general = [h for h in self.helplines if h.topics & {"suicide", "crisis"}]
+        ordered = child + (general + abuse if Tag.SELF in present else abuse + general)
+        chosen = list(dict.fromkeys(ordered)) or list(self.helplines)  # other topics only if nothing else
         return tuple(chosen[:limit])
 
 

@@ -100,7 +100,7 @@ class SafeResponder:
             text = texts["reminder"].format(helpline=helpline, emergency=emergency)
             return SafeMessage(text, lang, level, resources, lines[:1])
         listed = "\n".join(texts["helpline"].format(name=h.name, number=h.number, hours=h.hours) for h in lines)
-        situation = texts[f"situation.{_situation(tags)}"]
+        situation = "\n".join(texts[f"situation.{name}"] for name in _situations(tags))
         if level >= Level.EMERGENCY:
             parts = [texts["emergency_first"].format(emergency=emergency), texts["opening.emergency"], situation]
         elif level == Level.CRISIS:
@@ -116,9 +116,14 @@ class SafeResponder:
         return SafeMessage("\n".join(parts), lang, level, resources, lines)
 
 
-def _situation(tags: Iterable[Tag]) -> str:
+def _situations(tags: Iterable[Tag]) -> list[str]:
+    """The situation lines to show: the person's own danger first when they are at risk themselves
+    (an overdose told beside "my children are here" must not get only "call help for them"), then
+    the first other situation present; "self" when nothing else is known."""
     present = set(tags)
-    return next((str(t) for t in _SITUATION_ORDER if t in present), "self")
+    other = next((str(t) for t in _SITUATION_ORDER if t in present), None)
+    chosen = ["self"] if Tag.SELF in present or other is None else []
+    return chosen + ([other] if other else [])
 
 
 def _parse(path: Path) -> dict[str, dict[str, str]]:
