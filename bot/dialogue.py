@@ -691,6 +691,13 @@ class Dialogue:
             return None
         return await self.handle(incoming)
 
+    async def set_country(self, channel: str, external_id: str, country: str) -> None:
+        """The country the person says they are in (ISO 3166 alpha-2; "ZZ" for one without its own
+        helplines), which picks the helplines shown before anything their language suggests."""
+        async with self.db.transaction() as session:
+            user = await repo.get_or_create_user(session, channel, external_id)
+            user.country = country
+
     async def set_locale(self, channel: str, external_id: str, locale: str) -> None:
         async with self.db.transaction() as session:
             user = await repo.get_or_create_user(session, channel, external_id)

@@ -164,6 +164,33 @@ async def test_a_deletion_the_database_could_not_do_is_told(tmp_path: Path, mode
         assert not bot.api.calls_of("editMessageText")  # the question stays, to press again
 
 
+async def test_a_person_abroad_chooses_their_country_and_gets_helplines_they_can_call(
+    tmp_path: Path, mode: str
+) -> None:
+    """A Ukrainian in Poland: their language alone would show Ukraine's 7333, unreachable from there."""
+    async with telegram_bot(sqlite(tmp_path), mode, safety=CrisisLayer.load()) as bot:
+        await bot.deliver(message_update(CHAT, text="/country", language_code="uk"))
+        await bot.api.wait_for_messages(CHAT, 1)
+        assert _buttons(bot.api.calls_of("sendMessage", CHAT)[0]) == [
+            "country:UA",
+            "country:PL",
+            "country:GB",
+            "country:US",
+            "country:ZZ",
+        ]
+        await bot.deliver(callback_update(CHAT, "country:PL", language_code="uk"))
+        await bot.api.wait_for(lambda api: api.calls_of("editMessageText"))
+        assert "800 70 2222" in bot.api.calls_of("editMessageText")[0].params["text"]
+        assert (await bot.user(CHAT)).country == "PL"
+        await bot.deliver(message_update(CHAT, text="Я більше не можу, хочу покінчити з собою", language_code="uk"))
+        (_, safe) = await bot.api.wait_for_messages(CHAT, 2)
+        assert "800 70 2222" in safe and "7333" not in safe
+
+        await bot.deliver(callback_update(CHAT, "country:ZZ", language_code="uk"))  # somewhere else
+        await bot.api.wait_for(lambda api: len(api.calls_of("editMessageText")) == 2)
+        assert "findahelpline.com" in bot.api.calls_of("editMessageText")[1].params["text"]
+
+
 async def test_language_choice_changes_the_bots_language(tmp_path: Path, mode: str) -> None:
     async with telegram_bot(sqlite(tmp_path), mode) as bot:
         await bot.deliver(message_update(CHAT, text="/language", language_code="en"))

@@ -32,6 +32,11 @@ FEEDBACK = {1: "👍", -1: "👎"}
 _FEEDBACK_DATA = re.compile(r"^fb:(\d+):(-?1)$")
 _PERSONA_DATA = re.compile(r"^persona:([\w-]+)$")
 _LANGUAGE_DATA = re.compile(rf"^lang:({'|'.join(LANGUAGES)})$")
+# The countries with their own helplines (bot/crisis/data/helplines.yaml); "ZZ" is any other (the
+# international directory), chosen by someone whose language would otherwise suggest the wrong one.
+COUNTRY_NAMES = {"UA": "🇺🇦 Україна", "PL": "🇵🇱 Polska", "GB": "🇬🇧 United Kingdom", "US": "🇺🇸 United States"}
+OTHER_COUNTRY = "ZZ"
+_COUNTRY_DATA = re.compile(rf"^country:({'|'.join([*COUNTRY_NAMES, OTHER_COUNTRY])})$")
 _FORGET_DATA = re.compile(r"^forget:(yes|no)$")
 
 Context = ContextTypes.DEFAULT_TYPE
@@ -75,6 +80,7 @@ class PrivateChat:
             "forget": self.forget,
             "human": self.human,
             "language": self.language,
+            "country": self.country,
         }
         application.add_handlers([CommandHandler(name, handler, private) for name, handler in commands.items()])
         application.add_handlers(
@@ -87,6 +93,7 @@ class PrivateChat:
                 CallbackQueryHandler(self.on_feedback, _FEEDBACK_DATA),
                 CallbackQueryHandler(self.on_persona, _PERSONA_DATA),
                 CallbackQueryHandler(self.on_language, _LANGUAGE_DATA),
+                CallbackQueryHandler(self.on_country, _COUNTRY_DATA),
                 CallbackQueryHandler(self.on_forget, _FORGET_DATA),
                 MessageHandler(groups, self.group),
             ]
@@ -266,6 +273,22 @@ class PrivateChat:
             await query.edit_message_text(tg_text("persona_set", locale, name=name))
         else:
             await query.edit_message_text(tg_text("persona_unknown", locale))
+
+    async def country(self, update: Update, context: Context) -> None:
+        """/country: where the person is now, so the helplines shown are ones they can call."""
+        locale = await self._locale(update)
+        names = [*COUNTRY_NAMES.items(), (OTHER_COUNTRY, tg_text("country_other", locale))]
+        buttons = [[InlineKeyboardButton(name, callback_data=f"country:{code}")] for code, name in names]
+        markup = InlineKeyboardMarkup(buttons)
+        await send_text(context.bot, update.effective_chat.id, tg_text("country_choose", locale), markup)
+
+    async def on_country(self, update: Update, context: Context) -> None:
+        query = update.callback_query
+        code = _COUNTRY_DATA.match(query.data or "")[1]
+        await self.dialogue.set_country(CHANNEL, str(update.effective_chat.id), code)
+        await query.answer()
+        locale, helplines = await self._helplines(update)
+        await query.edit_message_text(tg_text("country_set", locale, helplines=helplines))
 
     async def on_language(self, update: Update, context: Context) -> None:
         query = update.callback_query
