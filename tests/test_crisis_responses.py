@@ -127,3 +127,13 @@ def test_a_person_at_risk_who_is_also_abused_sees_the_crisis_line_first(responde
     assert abused.helplines[0].number == "116 123"
     child = reply(responder, Level.CRISIS, (Tag.SELF, Tag.ABUSE, Tag.MINOR), locale="uk", country="UA")
     assert child.helplines[0].number == "116 111"  # a child's line first, always
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_the_safety_question_at_concern_fits_the_situation(responder: SafeResponder, lang: str) -> None:
+    """A parent afraid of hurting their baby is asked about that, not whether they want to end their life."""
+    texts = responder.texts[lang]
+    worried = reply(responder, Level.CONCERN, (Tag.HARM_TO_OTHERS, Tag.MINOR), locale=lang, country="UA").text
+    assert texts["ask_safety.harm_to_others"] in worried and texts["ask_safety.self"] not in worried
+    own = reply(responder, Level.CONCERN, (Tag.SELF,), locale=lang, country="UA").text
+    assert texts["ask_safety.self"] in own

@@ -28,7 +28,7 @@ _KEYS: dict[str, frozenset[str]] = {
     "opening.concern": frozenset(),
     "opening.crisis": frozenset(),
     "opening.emergency": frozenset(),
-    "ask_safety": frozenset(),
+    **{f"ask_safety.{s}": frozenset() for s in SITUATIONS if s != "minor"},
     "reach_person": frozenset(),
     "emergency_first": frozenset({"emergency"}),
     "emergency_line": frozenset({"emergency"}),
@@ -100,13 +100,14 @@ class SafeResponder:
             text = texts["reminder"].format(helpline=helpline, emergency=emergency)
             return SafeMessage(text, lang, level, resources, lines[:1])
         listed = "\n".join(texts["helpline"].format(name=h.name, number=h.number, hours=h.hours) for h in lines)
-        situation = "\n".join(texts[f"situation.{name}"] for name in _situations(tags))
+        situations = _situations(tags)
+        situation = "\n".join(texts[f"situation.{name}"] for name in situations)
         if level >= Level.EMERGENCY:
             parts = [texts["emergency_first"].format(emergency=emergency), texts["opening.emergency"], situation]
         elif level == Level.CRISIS:
             parts = [texts["opening.crisis"], situation]
         else:
-            parts = [texts["opening.concern"], texts["ask_safety"]]
+            parts = [texts["opening.concern"], texts[f"ask_safety.{situations[0]}"]]  # about their situation
         if Tag.MINOR in tags:
             parts.append(texts["situation.minor"])
         parts += [texts["reach_person"], listed]
