@@ -137,3 +137,8 @@ def test_the_safety_question_at_concern_fits_the_situation(responder: SafeRespon
     assert texts["ask_safety.harm_to_others"] in worried and texts["ask_safety.self"] not in worried
     own = reply(responder, Level.CONCERN, (Tag.SELF,), locale=lang, country="UA").text
     assert texts["ask_safety.self"] in own
+
+
+def test_a_child_in_the_us_reporting_abuse_gets_a_childrens_line_first(responder: SafeResponder) -> None:
+    child = reply(responder, Level.CRISIS, (Tag.ABUSE, Tag.MINOR), locale="en-US", country="US")
+    assert child.helplines[0].number == "1-800-422-4453"
