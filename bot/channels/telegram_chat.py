@@ -197,8 +197,8 @@ class PrivateChat:
         locale = await self._locale(update)
         chat_id = update.effective_chat.id
         message = update.effective_message
-        own = message.text.split(None, 1)[1] if len(message.text.split(None, 1)) > 1 else ""
-        lines = [line.strip() for line in own.splitlines() if line.strip()]
+        _, *own = message.text.split(None, 1)  # after the command, whatever space or line break follows it
+        lines = [line.strip() for line in "".join(own).splitlines() if line.strip()]
         if not lines:
             personas = builtin_personas()
             listing = "\n".join(f"• {p.name}: {p.description}" for p in personas)
