@@ -1,7 +1,8 @@
 """Human handoff: operators take over a conversation, write to the user, and release it.
 
 These functions are the whole operator workflow; the Telegram operator chat and the web console are
-thin front-ends over them. Every step is written to the audit trail in the same transaction.
+thin front-ends over them. Every step is written to the audit trail, in the transaction that makes
+it (a take makes two: the hold, then, once the person could be told, the acknowledgement).
 """
 
 from __future__ import annotations
