@@ -44,9 +44,17 @@ function element(id) {
 for (const action of ["take", "release", "ack", "resolve"]) {
   buttons[action] = Object.assign(element(), {dataset: {action}});
 }
-let cookie = "";
+let cookie = "", tick = null;
+const notes = [];
+class Notification {
+  constructor(title, options) { notes.push([title, options.body]); }
+}
+Notification.permission = "granted";
 const context = {
+  window: {addEventListener() {}},
+  Notification,
   document: {
+    title: "supportbot · operators",
     getElementById: (id) => (elements[id] = elements[id] || element(id)),
     createElement: () => element(),
     querySelectorAll: () => Object.values(buttons),
@@ -58,7 +66,7 @@ const context = {
     if (set) cookie = set.split(";")[0];
     return response;
   },
-  setInterval: () => 0, Date, JSON, Object, Error, console,
+  setInterval: (fn) => { tick = fn; return 0; }, Date, JSON, Object, Error, console,
 };
 vm.runInNewContext(script, context);
 const el = (id) => context.document.getElementById(id);
@@ -77,6 +85,12 @@ const text = (e) => e.textContent + e.children.map(text).join("|") + e.cells.map
   await el("say").onsubmit({preventDefault() {}}); await settle();
   state.left = el("words").value; state.notice = el("notice").textContent;
   state.rowsAfter = el("escalations").rows.map(text);
+  state.titleBefore = context.document.title;
+  // Someone else writes to the web chat, at risk; the console's next poll announces it.
+  const headers = {"Content-Type": "application/json"};
+  await fetch(base + "/chat/message", {method: "POST", headers, body: JSON.stringify({text: "CRISIS now", id: "w1"})});
+  tick(); await settle();
+  state.titleAfter = context.document.title; state.notes = notes;
   console.log(JSON.stringify(state));
 })();
 """
@@ -118,3 +132,6 @@ async def test_an_operator_signs_in_opens_a_crisis_and_takes_over_from_the_page(
     assert reached[-1] == ("u", "I'm Anna from the team. I'm here.")
     assert state["left"] == "" and state["notice"] == ""
     assert "console:Anna" in state["rowsAfter"][0]  # shown as holding the person
+    assert state["titleBefore"] == "supportbot · operators"
+    assert state["titleAfter"] == "(1 new) supportbot · operators"
+    assert state["notes"] == [["supportbot", "1 new escalation waiting"]]  # none of the person's words
