@@ -267,11 +267,7 @@ class Dialogue:
         log.info("conversation %s: its operator was silent too long, the bot answers again", conversation.id)
         level = Level(conversation.risk_level)
         await self._alert("hold_lapsed", user.id, conversation.id, None, level, user.channel, "", None)
-        try:
-            if self.pusher is not None:
-                await self.pusher.push(user.channel, person.external_id, text("operator_away", user.locale))
-        except Exception as exc:  # noqa: BLE001 - each channel raises its own errors; the reply still goes out
-            log.warning("could not tell conversation %s its operator is away: %s", conversation.id, type(exc).__name__)
+        await self._push(user.channel, person.external_id, text("operator_away", user.locale), "operator away")
         return True
 
     async def _second_look(
@@ -296,6 +292,17 @@ class Dialogue:
 
     def _can_push(self, channel: str) -> bool:
         return self.pusher is not None and self.pusher.can_push(channel)
+
+    async def _push(self, channel: str, external_id: str, words: str, what: str) -> bool:
+        """Send `words` outside a turn; whether the channel took them. A failure is logged by kind only:
+        the turn's own work (alerts, the reply) is done either way."""
+        if self.pusher is None or not self.pusher.can_push(channel):
+            return False
+        try:
+            return await self.pusher.push(channel, external_id, words)
+        except Exception as exc:  # noqa: BLE001 - each channel raises its own errors
+            log.warning("%s not delivered on %s: %s", what, channel, type(exc).__name__)
+            return False
 
     def _late_verdict(
         self, done: asyncio.Future[Assessment | None], message: Pending, conversation: ConversationState, user: Person
@@ -449,13 +456,7 @@ class Dialogue:
         await self._alert(
             "escalation", user.id, conversation.id, escalation_id, level, user.channel, message.text, assessment
         )
-        if external_id is None or self.pusher is None or not self._can_push(user.channel):
-            return
-        try:
-            if not await self.pusher.push(user.channel, external_id, safe.text):
-                return
-        except Exception as exc:  # noqa: BLE001 - each channel raises its own errors; operators were alerted
-            log.warning("late safe reply for message %s not delivered: %s", message.id, type(exc).__name__)
+        if external_id is None or not await self._push(user.channel, external_id, safe.text, "late safe reply"):
             return
         try:
             async with self.db.transaction() as session:
